@@ -1,0 +1,578 @@
+"""One builder for every topology: describe it as data, then build it.
+
+Mininet's lesson: a topology is a description (nodes, switches, links,
+routers, NAT) and building it is a separate step. Here the description is
+validated completely, and its subnets reserved, before the first kernel
+object exists; the build then either finishes or removes everything it made
+before the error propagates. The four seed fixtures are short recipes on this
+class, so there is one code path to trust, not five.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .addressing import (
+    Network,
+    check_clear_of_host,
+    check_ifname,
+    host_networks,
+    parse_ip,
+    parse_subnet,
+    release,
+    reserve,
+)
+from .errors import InvalidAddressError, InvalidTopologyError, UnsupportedKindError, VerificationError
+from .janitor import janitor
+from .namespaces import create_named_netns
+from .nat import enable_masquerade
+from .nodes import ContainerNode, Interface, NamespaceNode, Node, host
+from .session import Session, current_session
+
+if TYPE_CHECKING:
+    from .topology import Topology
+
+HOST = "host"
+BACKENDS = ("docker", "namespace")
+ROLES = ("node", "router", "switch")
+
+
+@dataclass
+class _NodeSpec:
+    name: str
+    role: str
+    backend: str
+    image: str | None = None
+    command: list[str] | str | None = None
+    attach: object = None
+    run_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Endpoint:
+    node: str
+    ifname: str | None
+    ip: ipaddress.IPv4Address | None
+
+
+@dataclass
+class _Segment:
+    name: str
+    kind: str  # "switch", "link" or "stub"
+    subnet: Network | None
+    endpoints: list[_Endpoint] = field(default_factory=list)
+    stub_kind: str | None = None
+    nat_router: str | None = None
+
+    @property
+    def touches_host(self) -> bool:
+        return any(e.node == HOST for e in self.endpoints)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A built switch, link or guest-only NIC: its subnet and who sits on it."""
+
+    name: str
+    kind: str
+    subnet: Network
+    members: tuple[tuple[str, str, str], ...]  # (node, ifname, ip)
+    detail: str = ""  # the link kind of a stub, the bridge of a switch
+
+    def ip_of(self, node: str) -> str:
+        for member, _, ip in self.members:
+            if member == node:
+                return ip
+        raise KeyError(node)
+
+    def ifname_of(self, node: str) -> str:
+        for member, ifname, _ in self.members:
+            if member == node:
+                return ifname
+        raise KeyError(node)
+
+
+class TopologyBuilder:
+    """Describe nodes, switches, links, routers and NAT, then `build()`.
+
+    >>> t = make_topology()
+    >>> a, b = t.node("a"), t.node("b")
+    >>> sw = t.switch("lan")
+    >>> t.connect(a, sw); t.connect(b, sw)
+    >>> net = t.build()
+    >>> net["a"].ip
+    """
+
+    HOST = HOST
+
+    def __init__(
+        self,
+        backend: str = "namespace",
+        image: str | None = None,
+        command: list[str] | str | None = None,
+        session: Session | None = None,
+        verify: bool = True,
+        label: str = "topology",
+    ) -> None:
+        if backend not in BACKENDS:
+            raise InvalidTopologyError(f"unknown backend {backend!r}: expected one of {BACKENDS}")
+        self.backend = backend
+        self.image = image
+        self.command = command
+        self.session = session or current_session()
+        self.verify = verify
+        self.label = label
+        self._nodes: dict[str, _NodeSpec] = {}
+        self._segments: dict[str, _Segment] = {}
+        self._routes: list[tuple[str, str, str]] = []
+        self._expect: list[tuple[str, str, str]] = []  # (src, dst node, segment)
+        self._built = False
+
+    # -- description ------------------------------------------------------
+
+    def _add_node(self, spec: _NodeSpec) -> str:
+        if not isinstance(spec.name, str) or not spec.name or spec.name == HOST:
+            raise InvalidTopologyError(
+                f"invalid node name {spec.name!r}: expected a non-empty string other than 'host'"
+            )
+        if spec.name in self._nodes or spec.name in self._segments:
+            raise InvalidTopologyError(f"name {spec.name!r} is used twice in this topology")
+        self._nodes[spec.name] = spec
+        return spec.name
+
+    def node(
+        self,
+        name: str,
+        *,
+        image: str | None = None,
+        command: list[str] | str | None = None,
+        backend: str | None = None,
+        **run_kwargs: Any,
+    ) -> str:
+        """A node: a container on the Docker backend, a bare namespace otherwise."""
+        chosen = backend or self.backend
+        if chosen not in BACKENDS:
+            raise InvalidTopologyError(f"unknown backend {chosen!r}: expected one of {BACKENDS}")
+        return self._add_node(
+            _NodeSpec(name, "node", chosen, image or self.image, command or self.command,
+                      run_kwargs=run_kwargs)
+        )
+
+    def attach(self, container: object, name: str | None = None) -> str:
+        """An already running container (docker SDK, id/name, or testcontainers).
+
+        It is never stopped or removed; only the interfaces put into it are.
+        """
+        from .containers import resolve_container
+
+        ctr = resolve_container(container)
+        return self._add_node(_NodeSpec(name or str(ctr.name), "node", "docker", attach=ctr))
+
+    def router(self, name: str) -> str:
+        """A namespace that forwards between the segments it is connected to."""
+        return self._add_node(_NodeSpec(name, "router", "namespace"))
+
+    def switch(self, name: str | None = None, subnet: str | Network | None = None) -> str:
+        """A learning bridge in a namespace of its own (clear of the host's firewall)."""
+        name = name or f"sw{len(self._segments)}"
+        if name in self._nodes or name in self._segments or name == HOST:
+            raise InvalidTopologyError(f"name {name!r} is used twice in this topology")
+        net = parse_subnet(subnet, hosts_needed=1) if subnet is not None else None
+        self._segments[name] = _Segment(name, "switch", net)
+        self._nodes[name] = _NodeSpec(name, "switch", "namespace")
+        return name
+
+    def connect(
+        self,
+        a: str,
+        b: str,
+        *,
+        subnet: str | Network | None = None,
+        ip: str | None = None,
+        peer_ip: str | None = None,
+        iface: str | None = None,
+        peer_iface: str | None = None,
+    ) -> str:
+        """Connect node `a` to a switch, another node, or `HOST`; return the segment name.
+
+        `ip`/`iface` are `a`'s end; `peer_ip`/`peer_iface` the other end's (not
+        for a switch, whose ports carry no address).
+        """
+        if a == HOST:
+            a, b, ip, peer_ip, iface, peer_iface = b, a, peer_ip, ip, peer_iface, iface
+        self._need_node(a, "connect")
+        end_a = _Endpoint(a, _ifname_or_none(iface), _ip_or_none(ip))
+        if b in self._segments and self._segments[b].kind == "switch":
+            if peer_ip or peer_iface:
+                raise InvalidTopologyError(
+                    f"a switch port carries no address or name: drop peer_ip/peer_iface when "
+                    f"connecting {a!r} to switch {b!r}"
+                )
+            seg = self._segments[b]
+            if subnet is not None:
+                net = parse_subnet(subnet, hosts_needed=1)
+                if seg.subnet is not None and seg.subnet != net:
+                    raise InvalidAddressError(
+                        f"switch {b!r} already has subnet {seg.subnet}, not {net}"
+                    )
+                seg.subnet = net
+            seg.endpoints.append(end_a)
+            return b
+        if b != HOST:
+            self._need_node(b, "connect")
+        if a == b:
+            raise InvalidTopologyError(f"cannot connect node {a!r} to itself")
+        name = f"link{len(self._segments)}"
+        net = parse_subnet(subnet) if subnet is not None else None
+        end_b = _Endpoint(b, _ifname_or_none(peer_iface), _ip_or_none(peer_ip))
+        self._segments[name] = _Segment(name, "link", net, [end_a, end_b])
+        return name
+
+    def stub(
+        self,
+        node: str,
+        *,
+        ip: str = "172.16.0.10",
+        prefixlen: int = 24,
+        iface: str = "eth1",
+        kind: str | None = None,
+    ) -> str:
+        """A guest-only NIC in `node`: an address, and nothing at the other end.
+
+        `kind` is "dummy" (the seed's), "ifb", "veth" (peer parked in a private
+        namespace) or None for the best this kernel has.
+        """
+        self._need_node(node, "stub")
+        if kind not in (None, "dummy", "ifb", "veth"):
+            raise UnsupportedKindError(
+                f"unknown guest-only interface kind {kind!r}: expected 'dummy', 'ifb', 'veth' "
+                "or None (the best this kernel supports)"
+            )
+        addr = parse_ip(ip)
+        if not isinstance(prefixlen, int) or not 1 <= prefixlen <= 32:
+            raise InvalidAddressError(f"invalid prefix length {prefixlen!r}: expected 1 to 32")
+        net = ipaddress.IPv4Network(f"{addr}/{prefixlen}", strict=False)
+        name = f"stub{len(self._segments)}"
+        self._segments[name] = _Segment(
+            name, "stub", net, [_Endpoint(node, check_ifname(iface), addr)], stub_kind=kind
+        )
+        return name
+
+    def nat(
+        self, router: str, *, upstream_subnet: str | Network | None = None
+    ) -> str:
+        """Masquerade what `router` forwards towards a new upstream link to the host.
+
+        The upstream side is a veth in the root namespace that this topology
+        creates, so the test process can bind the upstream address and serve
+        on it. The router gets no route off the machine.
+        """
+        self._need_node(router, "nat")
+        if self._nodes[router].role != "router":
+            raise InvalidTopologyError(f"NAT needs a router, and {router!r} is not one")
+        seg_name = self.connect(router, HOST, subnet=upstream_subnet)
+        self._segments[seg_name].nat_router = router
+        return seg_name
+
+    def route(self, node: str, dst: str, via: str) -> None:
+        """An extra static route in `node` (a default one is added automatically)."""
+        self._need_node(node, "route")
+        net = parse_subnet(dst, hosts_needed=0) if dst != "default" else None
+        parse_ip(via, "gateway")
+        self._routes.append((node, str(net) if net else "0.0.0.0/0", via))
+
+    def expect(self, src: str, dst: str, segment: str) -> None:
+        """After building, prove that `src` reaches `dst`'s address on `segment`."""
+        self._expect.append((src, dst, segment))
+
+    def _need_node(self, name: str, what: str) -> None:
+        if name not in self._nodes or self._nodes[name].role == "switch":
+            known = sorted(n for n, s in self._nodes.items() if s.role != "switch")
+            raise InvalidTopologyError(
+                f"{what}: unknown node {name!r}; this topology has nodes {known}"
+            )
+
+    # -- planning ---------------------------------------------------------
+
+    def _plan(self) -> tuple[list[Network], dict[str, Network], dict[tuple[str, int], str]]:
+        """Check everything, reserve subnets, and assign every address and name.
+
+        Returns the reserved subnets, each segment's subnet, and the address
+        of each (segment, endpoint position).
+        """
+        auto = [s for s in self._segments.values() if s.subnet is None]
+        explicit_host = [s.subnet for s in self._segments.values()
+                         if s.subnet is not None and s.touches_host]
+        if explicit_host:
+            host_nets = host_networks()
+            for net in explicit_host:
+                assert net is not None
+                check_clear_of_host(net, host_nets)
+        for seg in self._segments.values():
+            if not seg.endpoints:
+                raise InvalidTopologyError(f"switch {seg.name!r} has no members: connect a node")
+            if seg.subnet is not None:
+                parse_subnet(seg.subnet, hosts_needed=len(seg.endpoints))
+        reserved = reserve(
+            len(auto),
+            owner=f"{self.session.id}:{self.label}",
+            explicit=[n for n in explicit_host if n is not None],
+        )
+        try:
+            subnets: dict[str, Network] = {}
+            it = iter(reserved)
+            for seg in self._segments.values():
+                subnets[seg.name] = seg.subnet if seg.subnet is not None else next(it)
+            addresses = {}
+            for seg in self._segments.values():
+                addresses.update(self._assign(seg, subnets[seg.name]))
+        except BaseException:
+            release(reserved + [n for n in explicit_host if n is not None])
+            raise
+        return reserved + [n for n in explicit_host if n is not None], subnets, addresses
+
+    def _assign(self, seg: _Segment, net: Network) -> dict[tuple[str, int], str]:
+        taken = set()
+        for e in seg.endpoints:
+            if e.ip is None:
+                continue
+            if seg.kind != "stub" and (e.ip not in net or e.ip in (net.network_address,
+                                                                   net.broadcast_address)):
+                raise InvalidAddressError(
+                    f"address {e.ip} of {e.node!r} is not a host address of {seg.name}'s "
+                    f"subnet {net}: pick one in {net[1]}-{net[-2]}"
+                )
+            if e.ip in taken:
+                raise InvalidAddressError(f"address {e.ip} is given twice on {seg.name} ({net})")
+            taken.add(e.ip)
+        # routers and the host take the first free addresses (gateway-style .1)
+        order = sorted(
+            range(len(seg.endpoints)),
+            key=lambda i: 0 if seg.endpoints[i].node == HOST
+            or self._nodes[seg.endpoints[i].node].role == "router" else 1,
+        )
+        free = (h for h in net.hosts() if h not in taken)
+        out = {}
+        for i in order:
+            e = seg.endpoints[i]
+            if e.ip is None:
+                e_ip = next(free, None)
+                if e_ip is None:
+                    raise InvalidAddressError(f"subnet {net} of {seg.name} has no free address left")
+                out[(seg.name, i)] = str(e_ip)
+            else:
+                out[(seg.name, i)] = str(e.ip)
+        return out
+
+    # -- building ---------------------------------------------------------
+
+    def build(self) -> Topology:
+        """Create everything; on any failure remove what was made, then re-raise."""
+        from .topology import Topology
+
+        if self._built:
+            raise InvalidTopologyError("this builder was already built; make a new one")
+        self._built = True
+        started = time.perf_counter()
+        reserved, subnets, addresses = self._plan()
+        topo = Topology(self.label, self.session, reserved)
+        try:
+            self._create_nodes(topo)
+            self._create_segments(topo, subnets, addresses)
+            self._create_routes(topo)
+            topo.build_seconds = time.perf_counter() - started
+            if self.verify:
+                self._verify(topo)
+        except BaseException:
+            topo.close()
+            raise
+        return topo
+
+    def _create_nodes(self, topo: Topology) -> None:
+        containers = [s for s in self._nodes.values()
+                      if s.role == "node" and s.backend == "docker" and s.attach is None]
+        for spec in self._nodes.values():
+            if spec.attach is not None:
+                from .containers import attach_container
+
+                topo.add_node(attach_container(spec.attach, spec.name), spec.role)
+            elif spec.backend == "namespace":
+                path, thread = create_named_netns(self.session.netns_name(spec.role))
+                node = NamespaceNode(spec.name, path, thread)
+                topo.add_node(node, spec.role)
+                node.netlink.set_up(1)  # lo
+                if spec.role == "router":
+                    node.netlink.sysctl("net.ipv4.ip_forward", "1")
+        if containers:
+            from .containers import start_containers
+
+            groups: dict[tuple[str, str], list[_NodeSpec]] = {}
+            for s in containers:
+                key = (s.image or "", repr(s.command) + repr(sorted(s.run_kwargs.items())))
+                groups.setdefault(key, []).append(s)
+            for group in groups.values():
+                first = group[0]
+                image = first.image
+                if image is None:
+                    from .images import DEFAULT_IMAGE
+
+                    image = DEFAULT_IMAGE
+                nodes = start_containers(
+                    self.session, [s.name for s in group], image, first.command,
+                    **first.run_kwargs,
+                )
+                for n in nodes:
+                    topo.add_node(n, "node")
+
+    def _next_ifname(self, node: Node) -> str:
+        used = {i.ifname for i in node.interfaces}
+        n = 1
+        while f"eth{n}" in used:
+            n += 1
+        return f"eth{n}"
+
+    def _create_segments(
+        self, topo: Topology, subnets: dict[str, Network], addresses: dict[tuple[str, int], str]
+    ) -> None:
+        for seg in self._segments.values():
+            net = subnets[seg.name]
+            ips = [addresses[(seg.name, i)] for i in range(len(seg.endpoints))]
+            if seg.kind == "switch":
+                members, detail = self._build_switch(topo, seg, net, ips), "br0"
+            elif seg.kind == "stub":
+                members, detail = self._build_stub(topo, seg, net)
+            else:
+                members, detail = self._build_link(topo, seg, net, ips), "veth"
+            topo.segments[seg.name] = Segment(seg.name, seg.kind, net, tuple(members), detail)
+            if seg.nat_router:
+                router = topo.nodes[seg.nat_router]
+                out_if = topo.segments[seg.name].ifname_of(seg.nat_router)
+                topo.nat_tool = enable_masquerade(router.thread, self.session.nft_table, out_if)
+
+    def _tag(self, node: Node) -> str | None:
+        """Links put into a namespace we do not own carry our alias, so sweeps find them."""
+        return None if getattr(node, "owned", True) else self.session.alias
+
+    def _endpoint_iface(self, node: Node, e: _Endpoint, seg: str, ip: str, prefixlen: int,
+                        kind: str = "veth") -> str:
+        ifname = e.ifname or self._next_ifname(node)
+        node.interfaces.append(Interface(ifname, ip, prefixlen, seg, kind))
+        return ifname
+
+    def _build_switch(
+        self, topo: Topology, seg: _Segment, net: Network, ips: list[str]
+    ) -> list[tuple[str, str, str]]:
+        sw = topo.nodes[seg.name]
+        bridge = sw.netlink.add_bridge("br0")
+        members = []
+        for port, (e, ip) in enumerate(zip(seg.endpoints, ips)):
+            node = topo.nodes[e.node]
+            ifname = self._endpoint_iface(node, e, seg.name, ip, net.prefixlen)
+            sw.netlink.add_veth(f"p{port}", ifname, node.netns_fd(), master=bridge)
+            node.netlink.configure(ifname, ip, net.prefixlen, self._tag(node))
+            members.append((node.name, ifname, ip))
+        return members
+
+    def _build_link(
+        self, topo: Topology, seg: _Segment, net: Network, ips: list[str]
+    ) -> list[tuple[str, str, str]]:
+        e0, e1 = seg.endpoints
+        node = topo.nodes[e0.node]
+        if0 = self._endpoint_iface(node, e0, seg.name, ips[0], net.prefixlen)
+        if e1.node == HOST:
+            host_if = e1.ifname or self.session.ifname("h")
+            host().netlink.add_veth(host_if, if0, node.netns_fd(), alias=self.session.alias)
+            topo.host_links.append(host_if)
+            host().netlink.configure(host_if, ips[1], net.prefixlen)
+            node.netlink.configure(if0, ips[0], net.prefixlen, self._tag(node))
+            return [(node.name, if0, ips[0]), (HOST, host_if, ips[1])]
+        peer = topo.nodes[e1.node]
+        if1 = self._endpoint_iface(peer, e1, seg.name, ips[1], net.prefixlen)
+        node.netlink.add_veth(if0, if1, peer.netns_fd(), alias=self._tag(node))
+        node.netlink.configure(if0, ips[0], net.prefixlen)
+        peer.netlink.configure(if1, ips[1], net.prefixlen, self._tag(peer))
+        return [(node.name, if0, ips[0]), (peer.name, if1, ips[1])]
+
+    def _build_stub(
+        self, topo: Topology, seg: _Segment, net: Network
+    ) -> tuple[list[tuple[str, str, str]], str]:
+        (e,) = seg.endpoints
+        assert e.ip is not None and e.ifname is not None
+        node = topo.nodes[e.node]
+        kind = self._create_stub(topo, node, e.ifname, seg.stub_kind)
+        node.interfaces.append(Interface(e.ifname, str(e.ip), net.prefixlen, seg.name, kind))
+        node.netlink.configure(e.ifname, str(e.ip), net.prefixlen, self._tag(node))
+        return [(node.name, e.ifname, str(e.ip))], kind
+
+    def _create_stub(self, topo: Topology, node: Node, ifname: str, kind: str | None) -> str:
+        """The guest-only NIC: dummy where the kernel has it, else ifb, else veth."""
+        candidates = [kind] if kind else ["dummy", "ifb", "veth"]
+        for cand in candidates:
+            try:
+                if cand == "veth":
+                    path, thread = create_named_netns(self.session.netns_name("stubpeer"))
+                    parked = NamespaceNode(f"{node.name}-stub-peer", path, thread)
+                    topo.add_node(parked, "hidden")
+                    parked.netlink.add_veth("peer0", ifname, node.netns_fd())
+                else:
+                    node.netlink.add_simple(ifname, cand)
+                return cand
+            except UnsupportedKindError:
+                if kind:
+                    raise UnsupportedKindError(
+                        f"kind={kind!r} was asked for, but this kernel has no {kind} driver "
+                        f"(`ip link add x type {kind}` fails); leave kind unset to use the best "
+                        "available guest-only interface (ifb or veth)"
+                    ) from None
+        raise UnsupportedKindError("no guest-only interface kind works on this kernel")
+
+    def _create_routes(self, topo: Topology) -> None:
+        routers = {n for n, s in self._nodes.items() if s.role == "router"}
+        for name, spec in self._nodes.items():
+            if spec.role != "node":
+                continue
+            node = topo.nodes[name]
+            for seg in topo.segments.values():
+                names = [m[0] for m in seg.members]
+                if name not in names:
+                    continue
+                gw = next((ip for m, _, ip in seg.members if m in routers), None)
+                if gw:
+                    node.netlink.add_route("0.0.0.0/0", gateway=gw)
+                    node.routes.append(("default", gw))
+                    break
+        for name, dst, via in self._routes:
+            node = topo.nodes[name]
+            node.netlink.add_route(dst, gateway=via)
+            node.routes.append((dst, via))
+
+    def _verify(self, topo: Topology) -> None:
+        from .probes import ping
+
+        for src, dst, seg in self._expect:
+            src_node = host() if src == HOST else topo.nodes[src]
+            dst_ip = topo.segments[seg].ip_of(dst)
+            result = None
+            for _ in range(3):
+                result = ping(src_node, dst_ip, timeout=1.0)
+                if result.ok:
+                    break
+            if result is None or not result.ok:
+                raise VerificationError(
+                    f"{self.label}: {src} cannot reach {dst} ({dst_ip}) over {seg} right after "
+                    f"building it ({result}). Something on this host blocks the path; run "
+                    "`pytest-netns doctor`, or pass verify=False to skip this check"
+                )
+
+
+def _ip_or_none(value: str | None) -> ipaddress.IPv4Address | None:
+    if value is None:
+        return None
+    return parse_ip(str(value).split("/")[0])
+
+
+def _ifname_or_none(value: str | None) -> str | None:
+    return None if value is None else check_ifname(value)

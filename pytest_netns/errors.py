@@ -1,0 +1,68 @@
+"""Every error pytest-netns raises.
+
+One base class lets users catch "the network fixture failed" without also
+catching their own bugs; each subclass names the broken precondition so the
+message can say what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class NetnsError(Exception):
+    """Base of every error pytest-netns raises."""
+
+
+class InvalidAddressError(NetnsError, ValueError):
+    """An IP address, subnet or prefix length that cannot be parsed or used."""
+
+
+class SubnetTooSmallError(InvalidAddressError):
+    """A subnet without room for every address the topology needs."""
+
+
+class SubnetOverlapError(InvalidAddressError):
+    """A subnet that collides with a host route or with another live topology."""
+
+
+class SubnetExhaustedError(NetnsError):
+    """No free subnet is left in the allocation pool."""
+
+
+class InterfaceNameError(NetnsError, ValueError):
+    """An interface name the kernel would refuse (IFNAMSIZ, characters)."""
+
+
+class InvalidTopologyError(NetnsError, ValueError):
+    """A topology description that cannot be built (unknown node, bad option)."""
+
+
+class UnsupportedKindError(NetnsError):
+    """A kernel link driver (dummy, netem, ...) this kernel does not have."""
+
+
+class NotPermittedError(NetnsError, PermissionError):
+    """The process lacks root or CAP_NET_ADMIN / CAP_SYS_ADMIN."""
+
+
+class DockerUnavailableError(NetnsError):
+    """No Docker engine answers, but the Docker backend was asked for."""
+
+
+class ImageError(NetnsError):
+    """The test image is missing and cannot be built locally."""
+
+
+class ContainerError(NetnsError):
+    """A container that cannot become a node (not running, not found, ...)."""
+
+
+class TopologyBuildError(NetnsError):
+    """A kernel or engine call failed part-way through a build."""
+
+
+class VerificationError(NetnsError):
+    """A freshly built topology does not carry the traffic it should."""
+
+
+class EgressError(NetnsError):
+    """A probe would leave through an interface that no topology created."""

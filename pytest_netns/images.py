@@ -1,0 +1,122 @@
+"""The test image, built from the host's static busybox without any registry.
+
+No registry is reachable on the machines this runs on, so pulling is not an
+option: the image is a `FROM scratch` build whose only file is the host's
+static busybox, with its applet links installed.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tarfile
+import threading
+from typing import TYPE_CHECKING
+
+from .errors import ImageError
+
+if TYPE_CHECKING:
+    import docker
+
+DEFAULT_IMAGE = "pytest-netns/busybox:1"
+BARE_IMAGE = "pytest-netns/bare:1"
+# Works in both images: the bare one has no `sh` or applet links.
+DEFAULT_COMMAND = ["/bin/busybox", "sleep", "2147483647"]
+BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox", "/usr/local/bin/busybox")
+
+_HOW_TO_FIX = (
+    "install a static busybox (Debian/Ubuntu: `apt-get install busybox-static`) and run "
+    "`pytest-netns image`, or pass an image that exists locally with --netns-image"
+)
+
+_build_lock = threading.Lock()
+
+
+def find_static_busybox() -> str:
+    """Path of a statically linked busybox, or ImageError saying how to get one."""
+    for path in BUSYBOX_CANDIDATES:
+        if os.path.exists(path) and _is_static_elf(path):
+            return path
+    found = shutil.which("busybox")
+    if found and _is_static_elf(found):
+        return found
+    raise ImageError(f"no statically linked busybox found on this host: {_HOW_TO_FIX}")
+
+
+def _is_static_elf(path: str) -> bool:
+    """True when the ELF file has no PT_INTERP, i.e. needs no dynamic loader."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+        if head[:4] != b"\x7fELF" or head[4] != 2:  # 64-bit only
+            return False
+        phoff = int.from_bytes(head[32:40], "little")
+        phentsize = int.from_bytes(head[54:56], "little")
+        phnum = int.from_bytes(head[56:58], "little")
+        f.seek(phoff)
+        table = f.read(phentsize * phnum)
+    for i in range(phnum):
+        if int.from_bytes(table[i * phentsize : i * phentsize + 4], "little") == 3:  # PT_INTERP
+            return False
+    return True
+
+
+def _context(busybox: str, install_applets: bool) -> io.BytesIO:
+    lines = ["FROM scratch", "COPY busybox /bin/busybox"]
+    if install_applets:
+        lines.append('RUN ["/bin/busybox", "--install", "-s", "/bin"]')
+        lines.append('CMD ["/bin/sh"]')
+    dockerfile = ("\n".join(lines) + "\n").encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.add(busybox, arcname="busybox")
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile)
+        tar.addfile(info, io.BytesIO(dockerfile))
+    buf.seek(0)
+    return buf
+
+
+def build_image(client: docker.DockerClient, tag: str = DEFAULT_IMAGE, bare: bool = False) -> str:
+    """Build the busybox test image (or the tool-less `bare` one) and return its id."""
+    import docker.errors
+
+    busybox = find_static_busybox()
+    try:
+        image, _ = client.images.build(
+            fileobj=_context(busybox, install_applets=not bare),
+            custom_context=True,
+            tag=tag,
+            rm=True,
+            pull=False,
+            labels={"pytest-netns.image": "1"},
+        )
+    except docker.errors.BuildError as exc:
+        raise ImageError(f"building {tag} from {busybox} failed: {exc}") from None
+    return str(image.id)
+
+
+def ensure_image(client: docker.DockerClient, image: str) -> None:
+    """Make sure `image` exists locally; build it if it is one of ours.
+
+    Never pulls: with no registry reachable a pull only hangs, and a user who
+    names their own image expects that one, not a download.
+    """
+    import docker.errors
+
+    with _build_lock:
+        try:
+            client.images.get(image)
+            return
+        except docker.errors.ImageNotFound:
+            pass
+        if image == DEFAULT_IMAGE:
+            build_image(client, image)
+        elif image == BARE_IMAGE:
+            build_image(client, image, bare=True)
+        else:
+            raise ImageError(
+                f"image {image!r} is not present locally and pytest-netns does not pull "
+                f"images: `docker build`/`docker load` it first, or drop --netns-image to "
+                f"use the built-in {DEFAULT_IMAGE} ({_HOW_TO_FIX})"
+            )

@@ -1,0 +1,64 @@
+"""Masquerade inside a router namespace.
+
+The rules live in the router's own namespace, whose ruleset starts empty and
+disappears with it, so the host's firewall is never touched. The table (or
+rule comment) carries the session id so a sweep can recognise it.
+nftables is used when `nft` is installed, iptables otherwise; both run as a
+child forked from the router's namespace thread, never on a hot path.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+from .errors import TopologyBuildError, UnsupportedKindError
+from .namespaces import NetnsThread
+
+
+def masquerade_ruleset(table: str, out_iface: str) -> str:
+    return (
+        f"table ip {table} {{\n"
+        "  chain postrouting {\n"
+        "    type nat hook postrouting priority srcnat; policy accept;\n"
+        f'    oifname "{out_iface}" masquerade\n'
+        "  }\n"
+        "}\n"
+    )
+
+
+def enable_masquerade(thread: NetnsThread, table: str, out_iface: str) -> str:
+    """Masquerade everything leaving `out_iface`; return which tool did it."""
+    nft = shutil.which("nft")
+    if nft:
+        _run(thread, [nft, "-f", "-"], masquerade_ruleset(table, out_iface))
+        return "nftables"
+    iptables = shutil.which("iptables")
+    if iptables:
+        comment = table.replace("_", "-")
+        _run(
+            thread,
+            [iptables, "-t", "nat", "-A", "POSTROUTING", "-o", out_iface,
+             "-m", "comment", "--comment", comment, "-j", "MASQUERADE"],
+        )
+        return "iptables"
+    raise UnsupportedKindError(
+        "NAT needs nftables or iptables, and neither `nft` nor `iptables` is installed: "
+        "apt-get install nftables (or iptables)"
+    )
+
+
+def _run(thread: NetnsThread, argv: list[str], stdin: str | None = None) -> None:
+    proc = thread.call(
+        subprocess.Popen,
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    out, _ = proc.communicate(stdin.encode() if stdin else None, timeout=30)
+    if proc.returncode != 0:
+        raise TopologyBuildError(
+            f"`{' '.join(argv)}` in {thread.label} failed ({proc.returncode}): "
+            f"{out.decode(errors='replace').strip()}"
+        )

@@ -1,0 +1,185 @@
+"""pytest wiring only: options, fixtures and hooks over the library modules.
+
+Settings are fixtures (`netns_image`, `netns_backend`) that a conftest can
+override, with the command line supplying their defaults. Heavy imports
+(docker, scapy) happen inside fixtures, never when the plugin loads, so a
+test run that uses no topology pays nothing for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+BACKEND_CHOICES = ("auto", "docker", "namespace")
+CAPTURE_CHOICES = ("off", "on-failure", "always")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("netns", "pytest-netns network topologies")
+    group.addoption(
+        "--netns-image", default=None, metavar="IMAGE",
+        help="image for the containers the fixtures start (default: the local busybox "
+        "image, built on first use)",
+    )
+    group.addoption(
+        "--netns-backend", default="auto", choices=BACKEND_CHOICES,
+        help="auto (default): Docker when an engine answers, bare namespaces otherwise",
+    )
+    group.addoption(
+        "--netns-capture", default="off", choices=CAPTURE_CHOICES,
+        help="capture packets on every link of the test's topologies",
+    )
+    group.addoption(
+        "--netns-artifacts", default=".netns-artifacts", metavar="DIR",
+        help="where captures, diagrams and reports of failed tests go",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "netns_docker: the test needs the Docker backend (skipped without an engine)"
+    )
+
+
+class _Stack:
+    """Topologies built during one test, closed in reverse order at its end."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+
+    def push(self, topo: Any) -> Any:
+        self.items.append(topo)
+        return topo
+
+    def close_all(self) -> None:
+        errors = []
+        for topo in reversed(self.items):
+            try:
+                topo.close()
+            except Exception as exc:
+                errors.append(exc)
+        self.items.clear()
+        if errors:
+            raise errors[0]
+
+
+@pytest.fixture(scope="session")
+def netns_image(pytestconfig: pytest.Config) -> str:
+    """Image for containers the fixtures start; override to use your own."""
+    from .images import DEFAULT_IMAGE
+
+    return str(pytestconfig.getoption("--netns-image") or DEFAULT_IMAGE)
+
+
+@pytest.fixture(scope="session")
+def netns_backend(pytestconfig: pytest.Config) -> str:
+    """'docker' or 'namespace', resolved from --netns-backend (auto by default)."""
+    from .backend import resolve_backend
+
+    return resolve_backend(str(pytestconfig.getoption("--netns-backend")))
+
+
+@pytest.fixture(scope="session")
+def netns_session() -> Iterator[Any]:
+    """The process's ownership session; its leftovers are drained at the end."""
+    from .lifecycle import finish_session, start_session
+
+    session = start_session()
+    yield session
+    finish_session(session)
+
+
+@pytest.fixture
+def _netns_stack(netns_session: Any) -> Iterator[_Stack]:
+    stack = _Stack()
+    yield stack
+    stack.close_all()
+
+
+@pytest.fixture
+def make_topology(
+    _netns_stack: _Stack, netns_backend: str, netns_image: str, netns_session: Any
+) -> Callable[..., Any]:
+    """Factory for custom topologies: `make_topology()` returns a TopologyBuilder.
+
+    Whatever it builds is torn down when the test ends.
+    """
+    from .builder import TopologyBuilder
+
+    def factory(**kw: Any) -> TopologyBuilder:
+        kw.setdefault("backend", netns_backend)
+        kw.setdefault("image", netns_image)
+        kw.setdefault("session", netns_session)
+        builder = TopologyBuilder(**kw)
+        original = builder.build
+
+        def build() -> Any:
+            return _netns_stack.push(original())
+
+        builder.build = build  # type: ignore[method-assign]
+        return builder
+
+    return factory
+
+
+def _recipe_factory(recipe_name: str) -> Callable[..., Any]:
+    def fixture(make_topology: Callable[..., Any]) -> Callable[..., Any]:
+        from . import recipes
+
+        recipe = getattr(recipes, recipe_name)
+
+        def factory(
+            *,
+            image: str | None = None,
+            command: list[str] | str | None = None,
+            backend: str | None = None,
+            verify: bool = True,
+            **kw: Any,
+        ) -> Any:
+            builder_kw: dict[str, Any] = {"verify": verify, "label": recipe_name}
+            if image is not None:
+                builder_kw["image"] = image
+            if command is not None:
+                builder_kw["command"] = command
+            if backend is not None:
+                builder_kw["backend"] = backend
+            return recipe(make_topology(**builder_kw), **kw)
+
+        return factory
+
+    fixture.__name__ = f"make_{recipe_name}"
+    fixture.__doc__ = f"Factory: each call builds a new {recipe_name} topology."
+    return pytest.fixture(name=f"make_{recipe_name}")(fixture)
+
+
+make_isolated_container = _recipe_factory("isolated_container")
+make_host_only_link = _recipe_factory("host_only_link")
+make_bridged_pair = _recipe_factory("bridged_pair")
+make_nat_uplink = _recipe_factory("nat_uplink")
+
+
+@pytest.fixture
+def isolated_container(make_isolated_container: Callable[..., Any]) -> Any:
+    """A container whose only NIC besides lo is a guest-only eth1 (172.16.0.10/24)."""
+    return make_isolated_container()
+
+
+@pytest.fixture
+def host_only_link(make_host_only_link: Callable[..., Any]) -> Any:
+    """A container joined to the host's root namespace by a private veth."""
+    return make_host_only_link()
+
+
+@pytest.fixture
+def bridged_pair(make_bridged_pair: Callable[..., Any]) -> Any:
+    """Two containers on a bridge of their own, in a switch namespace."""
+    return make_bridged_pair()
+
+
+@pytest.fixture
+def nat_uplink(make_nat_uplink: Callable[..., Any]) -> Any:
+    """A container behind a masquerading router, with an upstream the test can serve on."""
+    return make_nat_uplink()

@@ -1,0 +1,96 @@
+"""Who owns what: the session id, and the names and tags derived from it.
+
+Every object pytest-netns creates carries its session id (in the link alias,
+the namespace name, a container label, a firewall table name), so that a
+sweep can tell a dead session's leftovers from a live session's objects
+without ever deleting by a name pattern alone.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import threading
+
+STATE_DIR = "/run/pytest-netns"
+SESSIONS_DIR = os.path.join(STATE_DIR, "sessions")
+ALIAS_PREFIX = "pytest-netns:"
+NETNS_PREFIX = "pytest-netns-"
+CONTAINER_LABEL = "pytest-netns.session"
+NFT_TABLE_PREFIX = "pytest_netns_"
+
+
+class Session:
+    """Identity and name source for one pytest process (one xdist worker)."""
+
+    def __init__(self, sid: str | None = None) -> None:
+        self.id = sid or secrets.token_hex(3)
+        self.pid = os.getpid()
+        self._counter = itertools.count()
+        self._lock = threading.Lock()
+
+    @property
+    def alias(self) -> str:
+        """The IFLA_IFALIAS every created link carries."""
+        return f"{ALIAS_PREFIX}{self.id}:{self.pid}"
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """The Docker labels every started container carries."""
+        return {CONTAINER_LABEL: self.id, "pytest-netns.pid": str(self.pid)}
+
+    def next_number(self) -> int:
+        with self._lock:
+            return next(self._counter)
+
+    def ifname(self, tag: str = "") -> str:
+        """A root-namespace interface name unique across sessions, <= 15 chars."""
+        return f"pn{self.id}{_base36(self.next_number())}{tag}"[:15]
+
+    def netns_name(self, role: str) -> str:
+        """A /run/netns name that carries the session id and the pid."""
+        return f"{NETNS_PREFIX}{self.id}-{self.pid}-{self.next_number()}-{role}"
+
+    def container_name(self, node: str) -> str:
+        return f"pytest-netns-{self.id}-{self.next_number()}-{node}"
+
+    @property
+    def nft_table(self) -> str:
+        return f"{NFT_TABLE_PREFIX}{self.id}"
+
+    def register(self) -> None:
+        """Mark this session live, so sweeps of other sessions leave it alone."""
+        os.makedirs(SESSIONS_DIR, exist_ok=True)
+        with open(os.path.join(SESSIONS_DIR, self.id), "w") as f:
+            f.write(str(self.pid))
+
+    def unregister(self) -> None:
+        try:
+            os.unlink(os.path.join(SESSIONS_DIR, self.id))
+        except FileNotFoundError:
+            pass
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if n == 0:
+            return out
+
+
+_current: Session | None = None
+_current_lock = threading.Lock()
+
+
+def current_session() -> Session:
+    """The process-wide session, created (and registered) on first use."""
+    global _current
+    with _current_lock:
+        if _current is None or _current.pid != os.getpid():
+            _current = Session()
+            _current.register()
+        return _current

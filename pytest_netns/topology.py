@@ -1,0 +1,138 @@
+"""A built topology: its nodes and segments, and how to take it down.
+
+Teardown goes in reverse order of building and prefers the cheap, complete
+operation: deleting a namespace or removing a container makes the kernel reap
+every link inside it. Only what lives outside namespaces we own (host-side
+veths, interfaces put into an attached container) is deleted link by link,
+and that slow work is deferred to the janitor, which the session drains once
+at the end.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from .addressing import Network, release
+from .janitor import janitor
+from .nodes import ContainerNode, NamespaceNode, Node, host
+from .session import Session
+
+if TYPE_CHECKING:
+    from .builder import Segment
+
+# what every topology in this process built, for the terminal summary
+STATS = {"topologies": 0, "build_seconds": 0.0, "teardown_seconds": 0.0}
+_LIVE: list[Topology] = []
+_LIVE_LOCK = threading.Lock()
+
+
+class Topology:
+    """Nodes (by name), segments (by name) and a `close()` that is idempotent."""
+
+    def __init__(self, label: str, session: Session, reserved: list[Network]) -> None:
+        self.label = label
+        self.session = session
+        self.nodes: dict[str, Node] = {}
+        self.roles: dict[str, str] = {}
+        self.segments: dict[str, Segment] = {}
+        self.host_links: list[str] = []
+        self.nat_tool: str | None = None
+        self.build_seconds = 0.0
+        self.teardown_seconds = 0.0
+        self._reserved = reserved
+        self._order: list[Node] = []
+        self._closed = False
+        self._lock = threading.Lock()
+        with _LIVE_LOCK:
+            _LIVE.append(self)
+
+    def add_node(self, node: Node, role: str) -> None:
+        self.nodes[node.name] = node
+        self.roles[node.name] = role
+        self._order.append(node)
+
+    def __getitem__(self, name: str) -> Node:
+        try:
+            return self.nodes[name]
+        except KeyError:
+            raise KeyError(
+                f"no node {name!r} in {self.label}; it has {sorted(self.members())}"
+            ) from None
+
+    def members(self) -> list[str]:
+        """Names of the user-visible nodes (not switches or parked stub peers)."""
+        return [n for n, r in self.roles.items() if r in ("node", "router")]
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Remove everything this topology created. Safe to call twice."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        started = time.perf_counter()
+        try:
+            self._teardown()
+        finally:
+            self.teardown_seconds = time.perf_counter() - started
+            STATS["topologies"] += 1
+            STATS["build_seconds"] += self.build_seconds
+            STATS["teardown_seconds"] += self.teardown_seconds
+            with _LIVE_LOCK:
+                if self in _LIVE:
+                    _LIVE.remove(self)
+
+    def _teardown(self) -> None:
+        errors: list[BaseException] = []
+        owned_containers: list[ContainerNode] = []
+        # interfaces we put into namespaces we do not own must go explicitly
+        for node in reversed(self._order):
+            if isinstance(node, ContainerNode) and not node.owned:
+                for iface in reversed(node.interfaces):
+                    try:
+                        node.netlink.delete_link(iface.ifname)
+                    except BaseException as exc:
+                        errors.append(exc)
+        for node in reversed(self._order):
+            try:
+                if isinstance(node, NamespaceNode):
+                    node.remove()
+                elif isinstance(node, ContainerNode):
+                    if node.owned:
+                        owned_containers.append(node)
+                    else:
+                        node.release()
+            except BaseException as exc:
+                errors.append(exc)
+        if owned_containers:
+            from .containers import remove_nodes
+
+            janitor().defer(lambda: remove_nodes(owned_containers))
+        for ifname in self.host_links:
+            # their peers may live in a namespace that is already being reaped;
+            # deleting is still needed when the peer sits in an attached container
+            janitor().defer(lambda name=ifname: host().netlink.delete_link(name))
+        release(self._reserved)
+        if errors:
+            raise errors[0]
+
+    def __enter__(self) -> Topology:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "up"
+        return f"<Topology {self.label} {state} nodes={self.members()}>"
+
+
+def live_topologies() -> list[Topology]:
+    """Topologies built in this process and not yet closed."""
+    with _LIVE_LOCK:
+        return list(_LIVE)

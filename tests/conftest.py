@@ -1,0 +1,44 @@
+"""Shared test wiring: run topology tests on both backends.
+
+`netns_backend` is overridden with both values. The Docker half skips when
+no engine answers, except where Docker is required (CI, or
+PYTEST_NETNS_REQUIRE_DOCKER=1): there a missing engine fails the run, so a
+green CI always means the Docker-backed tests ran.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+
+def docker_required() -> bool:
+    return bool(os.environ.get("PYTEST_NETNS_REQUIRE_DOCKER") or os.environ.get("CI"))
+
+
+def need_docker() -> None:
+    from pytest_netns.containers import engine_available
+
+    if engine_available():
+        return
+    if docker_required():
+        pytest.fail("Docker-backed test, but no Docker engine answers (required in CI)")
+    pytest.skip("no Docker engine answers")
+
+
+@pytest.fixture(scope="session", params=["namespace", "docker"])
+def netns_backend(request: pytest.FixtureRequest) -> str:
+    """Every topology test runs once per backend."""
+    if request.param == "docker":
+        need_docker()
+    return str(request.param)
+
+
+@pytest.fixture
+def docker_only(netns_backend: str) -> None:
+    """For tests that only make sense with containers."""
+    if netns_backend != "docker":
+        pytest.skip("needs containers")
