@@ -26,7 +26,7 @@ from .addressing import (
     reserve,
 )
 from .errors import InvalidAddressError, InvalidTopologyError, UnsupportedKindError, VerificationError
-from .janitor import janitor
+from .images import DEFAULT_COMMAND
 from .namespaces import create_named_netns
 from .nat import enable_masquerade
 from .nodes import ContainerNode, Interface, NamespaceNode, Node, host
@@ -66,6 +66,7 @@ class _Segment:
     endpoints: list[_Endpoint] = field(default_factory=list)
     stub_kind: str | None = None
     nat_router: str | None = None
+    real_uplink: bool = False
 
     @property
     def touches_host(self) -> bool:
@@ -262,19 +263,26 @@ class TopologyBuilder:
         return name
 
     def nat(
-        self, router: str, *, upstream_subnet: str | Network | None = None
+        self,
+        router: str,
+        *,
+        upstream_subnet: str | Network | None = None,
+        real_uplink: bool = False,
     ) -> str:
         """Masquerade what `router` forwards towards a new upstream link to the host.
 
         The upstream side is a veth in the root namespace that this topology
         creates, so the test process can bind the upstream address and serve
-        on it. The router gets no route off the machine.
+        on it. The router gets no route off the machine unless `real_uplink`
+        is set: that explicit opt-in changes the host as `uplink.py` documents
+        and restores it when the topology closes.
         """
         self._need_node(router, "nat")
         if self._nodes[router].role != "router":
             raise InvalidTopologyError(f"NAT needs a router, and {router!r} is not one")
         seg_name = self.connect(router, HOST, subnet=upstream_subnet)
         self._segments[seg_name].nat_router = router
+        self._segments[seg_name].real_uplink = bool(real_uplink)
         return seg_name
 
     def route(self, node: str, dst: str, via: str) -> None:
@@ -404,6 +412,10 @@ class TopologyBuilder:
                 node = NamespaceNode(spec.name, path, thread)
                 topo.add_node(node, spec.role)
                 node.netlink.set_up(1)  # lo
+                if spec.role == "node" and spec.command and spec.command != DEFAULT_COMMAND:
+                    # the namespace backend's stand-in for a container's main process
+                    node.spawn(list(spec.command) if not isinstance(spec.command, str)
+                               else [spec.command])
                 if spec.role == "router":
                     node.netlink.sysctl("net.ipv4.ip_forward", "1")
         if containers:
@@ -449,8 +461,18 @@ class TopologyBuilder:
             topo.segments[seg.name] = Segment(seg.name, seg.kind, net, tuple(members), detail)
             if seg.nat_router:
                 router = topo.nodes[seg.nat_router]
-                out_if = topo.segments[seg.name].ifname_of(seg.nat_router)
+                built = topo.segments[seg.name]
+                out_if = built.ifname_of(seg.nat_router)
                 topo.nat_tool = enable_masquerade(router.thread, self.session.nft_table, out_if)
+                if seg.real_uplink:
+                    from . import uplink
+
+                    topo.uplink = uplink.install(
+                        self.session.id, built.ifname_of(HOST), str(built.subnet)
+                    )
+                    gateway = built.ip_of(HOST)
+                    router.netlink.add_route("0.0.0.0/0", gateway=gateway)
+                    router.routes.append(("default", gateway))
 
     def _tag(self, node: Node) -> str | None:
         """Links put into a namespace we do not own carry our alias, so sweeps find them."""
@@ -550,6 +572,8 @@ class TopologyBuilder:
             node.routes.append((dst, via))
 
     def _verify(self, topo: Topology) -> None:
+        if not self._expect:
+            return
         from .probes import ping
 
         for src, dst, seg in self._expect:

@@ -8,8 +8,11 @@ the builder never care which backend made them.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +76,13 @@ class Node:
         """Run argv inside the node and return (exit code, combined output)."""
         raise NotImplementedError
 
+    def spawn(self, argv: list[str]) -> Process:
+        """Start argv in the background inside the node (a server, say).
+
+        It is stopped when the node goes away, or earlier with `.stop()`.
+        """
+        raise NotImplementedError
+
     def release(self) -> None:
         """Drop every handle on the namespace held by this process."""
         self.netlink.close()
@@ -85,31 +95,65 @@ class Node:
         return f"<{type(self).__name__} {self.name} ip={self.ip} netns={self.netns}>"
 
 
+class Process:
+    """A background process started in a node; `stop()` ends it (idempotent)."""
+
+    def __init__(self, argv: list[str], stop: Callable[[], None]) -> None:
+        self.argv = argv
+        self._stop = stop
+        self._stopped = False
+
+    def stop(self) -> None:
+        if not self._stopped:
+            self._stopped = True
+            self._stop()
+
+    def __repr__(self) -> str:
+        return f"<Process {self.argv!r}{' stopped' if self._stopped else ''}>"
+
+
+def _popen_in(thread: NetnsThread, argv: list[str]) -> subprocess.Popen[bytes]:
+    """Fork argv from a namespace's thread, so it starts inside that namespace."""
+    return thread.call(
+        subprocess.Popen,
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _communicate(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int, str]:
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    return proc.returncode, out.decode(errors="replace")
+
+
 class NamespaceNode(Node):
     """A bare named network namespace, for runs without Docker and for switches."""
 
     def __init__(self, name: str, netns: str, thread: NetnsThread, owned: bool = True) -> None:
         super().__init__(name, netns, thread)
         self.owned = owned
+        self._children: list[subprocess.Popen[bytes]] = []
 
     def exec(self, argv: list[str] | str, timeout: float = 30.0) -> tuple[int, str]:
-        """Fork argv from the namespace's thread, so it starts inside the namespace."""
-        args = [argv] if isinstance(argv, str) else list(argv)
-        proc = self.thread.call(
-            subprocess.Popen,
-            args,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        try:
-            out, _ = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate()
-        return proc.returncode, out.decode(errors="replace")
+        """Run argv on the host's filesystem, inside this namespace."""
+        return _communicate(_popen_in(self.thread, _argv(argv)), timeout)
+
+    def spawn(self, argv: list[str]) -> Process:
+        proc = _popen_in(self.thread, _argv(argv))
+        self._children.append(proc)
+        return Process(_argv(argv), lambda: _end(proc))
 
     def remove(self) -> None:
+        """Stop the processes started in it, then unpin the namespace."""
+        for proc in self._children:
+            _end(proc)
+        self._children.clear()
         self.release()
         if self.owned:
             remove_named_netns(self.netns)
@@ -136,11 +180,49 @@ class ContainerNode(Node):
         output = result.output or b""
         return int(result.exit_code), output.decode(errors="replace")
 
+    def spawn(self, argv: list[str]) -> Process:
+        """Start argv detached in the container; it dies with the container.
+
+        Stopping it early signals it by its host PID, found by its command
+        line among the container's processes (`docker top` needs no tools in
+        the image).
+        """
+        assert self.container is not None
+        self.container.exec_run(_argv(argv), detach=True)
+        container = self.container
+
+        def stop() -> None:
+            top = container.top(ps_args="-o pid,args")
+            wanted = " ".join(_argv(argv))
+            for row in top.get("Processes") or []:
+                if row[-1] == wanted:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(int(row[0]), signal.SIGTERM)
+
+        return Process(_argv(argv), stop)
+
     def release(self) -> None:
         super().release()
         if self._pinned >= 0:
             os.close(self._pinned)
             self._pinned = -1
+
+
+def _argv(argv: list[str] | str) -> list[str]:
+    return [argv] if isinstance(argv, str) else list(argv)
+
+
+def _end(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate a child we started (by its own handle), then reap it."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stdout:
+        proc.stdout.close()
 
 
 class HostNode(Node):
@@ -153,11 +235,7 @@ class HostNode(Node):
         return host_netns_fd()
 
     def exec(self, argv: list[str] | str, timeout: float = 30.0) -> tuple[int, str]:
-        args = [argv] if isinstance(argv, str) else list(argv)
-        done = subprocess.run(
-            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout, check=False
-        )
-        return done.returncode, done.stdout.decode(errors="replace")
+        return _communicate(_popen_in(self.thread, _argv(argv)), timeout)
 
     def release(self) -> None:
         """The host node is shared by every topology: nothing to drop."""

@@ -67,11 +67,30 @@ class _Stack:
 
 
 @pytest.fixture(scope="session")
-def netns_image(pytestconfig: pytest.Config) -> str:
-    """Image for containers the fixtures start; override to use your own."""
+def netns_image(pytestconfig: pytest.Config, netns_backend: str) -> str:
+    """Image for containers the fixtures start; override to use your own.
+
+    On the Docker backend it is guaranteed to exist locally (the built-in one
+    is built on first use), so tests may start their own containers from it.
+    """
     from .images import DEFAULT_IMAGE
 
-    return str(pytestconfig.getoption("--netns-image") or DEFAULT_IMAGE)
+    image = str(pytestconfig.getoption("--netns-image") or DEFAULT_IMAGE)
+    if netns_backend == "docker":
+        from .containers import docker_client
+        from .images import ensure_image
+
+        ensure_image(docker_client(), image)
+    return image
+
+
+@pytest.fixture(autouse=True)
+def _netns_docker_marker(request: pytest.FixtureRequest) -> None:
+    """Tests marked `netns_docker` need containers: skip them on bare namespaces."""
+    if request.node.get_closest_marker("netns_docker") is None:
+        return
+    if request.getfixturevalue("netns_backend") != "docker":
+        pytest.skip("needs the Docker backend (--netns-backend=docker or a running engine)")
 
 
 @pytest.fixture(scope="session")

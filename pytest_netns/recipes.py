@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .addressing import check_ifname, parse_ip, parse_subnet
+from .addressing import check_ifname, parse_ip, parse_prefixlen, parse_subnet
 from .builder import HOST, TopologyBuilder
 from .errors import InvalidAddressError
 from .nodes import Node
@@ -101,12 +101,13 @@ def isolated_container(
 ) -> IsolatedContainer:
     """The seed's first scenario: a guest-only NIC, 172.16.0.10/24 on eth1."""
     if "/" in str(ip):
-        net = parse_subnet(ip, hosts_needed=1)
+        net = parse_subnet(ip, hosts_needed=0)
         ip, prefixlen = str(ip).split("/")[0], net.prefixlen
     parse_ip(ip)
+    prefixlen = parse_prefixlen(prefixlen)
     check_ifname(iface)
     name = _start(builder, "isolated", container)
-    builder.stub(name, ip=str(ip), prefixlen=int(prefixlen), iface=iface, kind=kind)
+    builder.stub(name, ip=str(ip), prefixlen=prefixlen, iface=iface, kind=kind)
     topo = builder.build()
     node = topo[name]
     nic = node.interface(iface)
@@ -176,8 +177,14 @@ def nat_uplink(
     node_ip: str | None = None,
     iface: str = "eth1",
     container: object | None = None,
+    real_uplink: bool = False,
 ) -> NatUplink:
-    """The seed's "Internet access", with an upstream the fixture builds itself."""
+    """The seed's "Internet access", with an upstream the fixture builds itself.
+
+    `real_uplink=True` is the explicit opt-in to route the router beyond this
+    machine through the host's default route; see `uplink.py` for exactly
+    what that changes on the host (all of it is restored on close).
+    """
     if subnet is not None and upstream_subnet is not None:
         if parse_subnet(subnet).overlaps(parse_subnet(upstream_subnet)):
             raise InvalidAddressError(
@@ -187,7 +194,7 @@ def nat_uplink(
     name = _start(builder, "node", container)
     router = builder.router("router")
     inside = builder.connect(name, router, subnet=subnet, ip=node_ip, iface=iface)
-    upstream = builder.nat(router, upstream_subnet=upstream_subnet)
+    upstream = builder.nat(router, upstream_subnet=upstream_subnet, real_uplink=real_uplink)
     builder.expect(name, HOST, upstream)
     topo = builder.build()
     ins, up = topo.segments[inside], topo.segments[upstream]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .addressing import Network, release
@@ -21,6 +22,7 @@ from .session import Session
 
 if TYPE_CHECKING:
     from .builder import Segment
+    from .uplink import UplinkChanges
 
 # what every topology in this process built, for the terminal summary
 STATS = {"topologies": 0, "build_seconds": 0.0, "teardown_seconds": 0.0}
@@ -39,12 +41,16 @@ class Topology:
         self.segments: dict[str, Segment] = {}
         self.host_links: list[str] = []
         self.nat_tool: str | None = None
+        self.uplink: UplinkChanges | None = None  # the opt-in real uplink's host changes
         self.build_seconds = 0.0
         self.teardown_seconds = 0.0
         self._reserved = reserved
         self._order: list[Node] = []
         self._closed = False
         self._lock = threading.Lock()
+        # kept alive for debugging (--netns-keep): never closed by this process
+        self.kept = False
+        self._close_hooks: list[Callable[[], object]] = []
         with _LIVE_LOCK:
             _LIVE.append(self)
 
@@ -69,12 +75,18 @@ class Topology:
     def closed(self) -> bool:
         return self._closed
 
+    def on_close(self, hook: Callable[[], object]) -> None:
+        """Run `hook` first thing in `close()` (captures must let go of the namespaces)."""
+        self._close_hooks.append(hook)
+
     def close(self) -> None:
         """Remove everything this topology created. Safe to call twice."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+        for hook in self._close_hooks:
+            hook()
         started = time.perf_counter()
         try:
             self._teardown()
@@ -89,6 +101,11 @@ class Topology:
 
     def _teardown(self) -> None:
         errors: list[BaseException] = []
+        if self.uplink is not None:
+            from .uplink import restore
+
+            restore(self.uplink)
+            self.uplink = None
         owned_containers: list[ContainerNode] = []
         # interfaces we put into namespaces we do not own must go explicitly
         for node in reversed(self._order):
@@ -133,6 +150,12 @@ class Topology:
 
 
 def live_topologies() -> list[Topology]:
-    """Topologies built in this process and not yet closed."""
+    """Topologies built in this process, not yet closed, and not kept for debugging."""
     with _LIVE_LOCK:
-        return list(_LIVE)
+        return [t for t in _LIVE if not t.kept]
+
+
+def kept_topologies() -> list[Topology]:
+    """Topologies left up on purpose (--netns-keep); they outlive the process."""
+    with _LIVE_LOCK:
+        return [t for t in _LIVE if t.kept]

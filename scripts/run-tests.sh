@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Set up (including a Docker engine), then run the whole test suite on both
+# backends, and the examples on both backends. Docker-backed tests are
+# required here: with PYTEST_NETNS_REQUIRE_DOCKER=1 a missing engine fails
+# them instead of skipping them. Extra arguments go to every pytest run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --docker
+export PYTEST_NETNS_REQUIRE_DOCKER=1
+py=.venv/bin/python
+$py -m ruff check pytest_netns tests examples benchmarks
+$py -m mypy
+$py -m pytest tests -n 2 "$@"
+$py -m pytest examples --netns-backend=docker "$@"
+$py -m pytest examples --netns-backend=namespace -m "not netns_docker" "$@"

@@ -1,0 +1,90 @@
+"""Independent views of a node's network, for checking what the fixtures built.
+
+Every check here goes through tools that are not pytest-netns: busybox's
+`ip`, `ping`, `nc` and `wget` run inside the node (in the container for a
+container node, in the namespace for a namespace node), and iproute2 on the
+host, entering the namespace with `nsenter`. A bug in the library's netlink
+code cannot hide behind itself.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from typing import Any
+
+from pytest_netns.nodes import Node
+
+
+def run(argv: list[str]) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True)
+    return done.stdout
+
+
+def iproute_json(netns: str | None, *args: str) -> list[dict[str, Any]]:
+    """`ip -j ...` from iproute2, entered into `netns` with nsenter (None: the host)."""
+    prefix = ["nsenter", f"--net={netns}"] if netns else []
+    out = run([*prefix, "ip", "-j", *args])
+    return json.loads(out) if out.strip() else []
+
+
+def busybox(node: Node, *argv: str) -> tuple[int, str]:
+    """Run a busybox applet inside the node (the node's own busybox for containers)."""
+    binary = "/bin/busybox" if node.container is not None else "busybox"
+    return node.exec([binary, *argv])
+
+
+def links_seen_inside(node: Node) -> dict[str, list[str]]:
+    """{ifname: [addr/prefix, ...]} as busybox `ip -o addr` reports it from inside."""
+    code, out = busybox(node, "ip", "-o", "-4", "addr")
+    assert code == 0, out
+    code2, links = busybox(node, "ip", "-o", "link")
+    assert code2 == 0, links
+    seen: dict[str, list[str]] = {}
+    for line in links.splitlines():
+        m = re.match(r"\d+: ([^:@]+)", line)
+        if m:
+            seen.setdefault(m.group(1), [])
+    for line in out.splitlines():
+        m = re.match(r"\d+: (\S+)\s+inet (\S+)", line)
+        if m:
+            seen.setdefault(m.group(1), []).append(m.group(2))
+    return seen
+
+
+def routes_seen_inside(node: Node) -> list[str]:
+    code, out = busybox(node, "ip", "route")
+    assert code == 0, out
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def pings(node: Node, ip: str) -> bool:
+    code, _ = busybox(node, "ping", "-c", "1", "-W", "2", ip)
+    return code == 0
+
+
+def host_pings(ip: str) -> bool:
+    done = subprocess.run(["busybox", "ping", "-c", "1", "-W", "2", ip],
+                          capture_output=True, timeout=10, check=False)
+    return done.returncode == 0
+
+
+def host_firewall() -> str:
+    """The host's rulesets, counters stripped, to compare before and after."""
+    out = ""
+    for argv in (["iptables-save"], ["nft", "list", "ruleset"]):
+        try:
+            out += run(argv)
+        except (OSError, subprocess.CalledProcessError):
+            continue
+    out = re.sub(r"\[\d+:\d+\]", "", out)
+    return re.sub(r"counter packets \d+ bytes \d+", "counter", out)
+
+
+def forwarding_sysctls() -> dict[str, str]:
+    values = {}
+    for name in ("net/ipv4/ip_forward", "net/ipv4/conf/all/forwarding"):
+        with open("/proc/sys/" + name) as f:
+            values[name] = f.read().strip()
+    return values

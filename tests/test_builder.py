@@ -1,0 +1,173 @@
+"""The topology builder: custom shapes, attached containers, teardown.
+
+Checks go through busybox inside the nodes and iproute2 on the host
+(netcheck.py), not through the library's own netlink layer.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+from netcheck import busybox, iproute_json, links_seen_inside, pings, routes_seen_inside
+
+from pytest_netns import HOST, InvalidTopologyError
+from pytest_netns.images import DEFAULT_COMMAND
+from pytest_netns.session import current_session
+
+
+def test_router_between_two_subnets(make_topology: Any) -> None:
+    t = make_topology()
+    client, server, router = t.node("client"), t.node("server"), t.router("r")
+    lan = t.switch("lan", subnet="10.210.1.0/24")
+    dmz = t.switch("dmz", subnet="10.210.2.0/24")
+    t.connect(client, lan)
+    t.connect(router, lan)
+    t.connect(router, dmz)
+    t.connect(server, dmz)
+    net = t.build()
+    assert net.segments["lan"].ip_of("r") == "10.210.1.1"  # routers take the first address
+    assert pings(net["client"], net.segments["dmz"].ip_of("server"))
+    assert pings(net["server"], net.segments["lan"].ip_of("client"))
+    assert any(r.startswith("default via 10.210.1.1") for r in routes_seen_inside(net["client"]))
+    assert net["r"].netlink.sysctl("net.ipv4.ip_forward") == "1"
+
+
+def test_three_nodes_on_one_switch_with_explicit_addresses(make_topology: Any) -> None:
+    t = make_topology()
+    names = [t.node(f"n{i}") for i in range(3)]
+    sw = t.switch("sw", subnet="10.211.0.0/24")
+    for i, name in enumerate(names):
+        t.connect(name, sw, ip=f"10.211.0.{10 + i}", iface="lan0")
+    net = t.build()
+    for i, name in enumerate(names):
+        assert links_seen_inside(net[name])["lan0"] == [f"10.211.0.{10 + i}/24"]
+    assert pings(net["n0"], "10.211.0.12")
+    assert pings(net["n2"], "10.211.0.10")
+
+
+def test_direct_link_between_two_nodes(make_topology: Any) -> None:
+    t = make_topology()
+    a, b = t.node("a"), t.node("b")
+    seg = t.connect(a, b, subnet="10.212.0.0/30", iface="to-b", peer_iface="to-a")
+    net = t.build()
+    assert net.segments[seg].members == (("a", "to-b", "10.212.0.1"), ("b", "to-a", "10.212.0.2"))
+    assert pings(net["a"], "10.212.0.2")
+
+
+def test_a_node_on_two_segments_gets_two_interfaces(make_topology: Any) -> None:
+    t = make_topology()
+    a, b, c = t.node("a"), t.node("b"), t.node("c")
+    t.connect(a, b)
+    t.connect(a, c)
+    t.connect(a, HOST)
+    net = t.build()
+    assert sorted(links_seen_inside(net["a"])) == ["eth1", "eth2", "eth3", "lo"]
+    assert len(net.host_links) == 1
+
+
+def test_static_route(make_topology: Any) -> None:
+    t = make_topology()
+    a, r, b = t.node("a"), t.router("r"), t.node("b")
+    t.connect(a, r, subnet="10.213.1.0/24")
+    t.connect(r, b, subnet="10.213.2.0/24")
+    t.route("a", "10.99.0.0/16", via="10.213.1.1")
+    net = t.build()
+    assert "10.99.0.0/16 via 10.213.1.1 dev eth1" in routes_seen_inside(net["a"])
+
+
+def test_unknown_node_is_refused_before_anything_is_built(make_topology: Any) -> None:
+    t = make_topology()
+    t.node("a")
+    with pytest.raises(InvalidTopologyError, match="unknown node 'nope'"):
+        t.connect("a", "nope")
+
+
+def test_command_runs_in_a_namespace_node(
+    make_topology: Any, netns_backend: str, tmp_path: Any
+) -> None:
+    marker = tmp_path / "ran"
+    t = make_topology(command=["sh", "-c", f"touch {marker}; sleep 600"])
+    t.node("a")
+    net = t.build()
+    if netns_backend == "namespace":
+        for _ in range(100):
+            if marker.exists():
+                break
+            import time
+
+            time.sleep(0.02)
+        assert marker.exists()
+        net.close()  # the background process dies with the node
+    else:
+        assert net["a"].container is not None
+
+
+# -- attaching containers the user started -------------------------------
+
+
+@pytest.fixture
+def user_container(netns_image: str, docker_only: None) -> Any:
+    """A container started outside pytest-netns, as a user would."""
+    from pytest_netns.containers import docker_client
+
+    ctr = docker_client().containers.run(
+        netns_image, DEFAULT_COMMAND, detach=True, network_mode="none", init=True,
+        labels={"test": "pytest-netns-user-container"},
+    )
+    yield ctr
+    ctr.remove(force=True)
+
+
+@pytest.mark.parametrize("handle", ["object", "id", "name"])
+def test_attached_container_keeps_running_and_loses_only_our_nic(
+    make_host_only_link: Any, user_container: Any, handle: str
+) -> None:
+    ref = {"object": user_container, "id": user_container.id, "name": user_container.name}
+    link = make_host_only_link(container=ref[handle])
+    assert link.node.container.id == user_container.id
+    assert pings(link.node, link.host_ip)
+    inside = iproute_json(f"/proc/{user_container.attrs['State']['Pid']}/ns/net", "link")
+    assert [ln["ifalias"] for ln in inside if ln["ifname"] == "eth1"] == [current_session().alias]
+    link.close()
+    user_container.reload()
+    assert user_container.status == "running"
+    assert sorted(links_seen_inside(link.node)) == ["lo"]
+
+
+def test_attaching_a_stopped_container_is_a_clear_error(
+    make_topology: Any, user_container: Any
+) -> None:
+    from pytest_netns import ContainerError
+
+    user_container.stop(timeout=1)
+    with pytest.raises(ContainerError, match="not running"):
+        make_topology().attach(user_container)
+
+
+def test_attach_a_testcontainers_container(
+    make_nat_uplink: Any, netns_image: str, docker_only: None
+) -> None:
+    os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+    from testcontainers.core.container import DockerContainer
+
+    tc = DockerContainer(netns_image).with_command(DEFAULT_COMMAND).with_kwargs(
+        network_mode="none", init=True)
+    with tc:
+        nat = make_nat_uplink(container=tc)
+        assert nat.node.container.id == tc.get_wrapped_container().id
+        assert pings(nat.node, nat.upstream_ip)
+        code, out = busybox(nat.node, "ip", "route")
+        assert f"default via {nat.router.interface('eth1').ip}" in out
+
+
+def test_unstarted_testcontainers_container_is_a_clear_error(
+    make_topology: Any, netns_image: str, docker_only: None
+) -> None:
+    from testcontainers.core.container import DockerContainer
+
+    from pytest_netns import ContainerError
+
+    with pytest.raises(ContainerError, match="has not been started"):
+        make_topology().attach(DockerContainer(netns_image))
