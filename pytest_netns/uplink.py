@@ -94,9 +94,9 @@ def install(session_id: str, upstream_iface: str, upstream_subnet: str) -> Uplin
             with open(IP_FORWARD, "w") as f:
                 f.write("1")
         wanted = [
-            ["-t", "nat", "POSTROUTING", "-s", upstream_subnet, "-o", out_iface],
-            ["-t", "filter", "FORWARD", "-i", upstream_iface, "-o", out_iface],
-            ["-t", "filter", "FORWARD", "-i", out_iface, "-o", upstream_iface,
+            ["nat", "POSTROUTING", "-s", upstream_subnet, "-o", out_iface],
+            ["filter", "FORWARD", "-i", upstream_iface, "-o", out_iface],
+            ["filter", "FORWARD", "-i", out_iface, "-o", upstream_iface,
              "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"],
         ]
         for spec in wanted:

@@ -78,6 +78,7 @@ def host_firewall() -> str:
             out += run(argv)
         except (OSError, subprocess.CalledProcessError):
             continue
+    out = "\n".join(line for line in out.splitlines() if not line.startswith("#"))
     out = re.sub(r"\[\d+:\d+\]", "", out)
     return re.sub(r"counter packets \d+ bytes \d+", "counter", out)
 

@@ -116,6 +116,7 @@ def user_container(netns_image: str, docker_only: None) -> Any:
         netns_image, DEFAULT_COMMAND, detach=True, network_mode="none", init=True,
         labels={"test": "pytest-netns-user-container"},
     )
+    ctr.reload()
     yield ctr
     ctr.remove(force=True)
 

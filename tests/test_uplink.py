@@ -15,7 +15,7 @@ from pytest_netns import uplink
 from pytest_netns.session import current_session
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def netns_backend() -> str:
     return "namespace"  # the host-side changes do not depend on the backend
 
