@@ -2,7 +2,8 @@
 # Set up a fresh Debian/Ubuntu machine for pytest-netns, as root.
 #
 #   bash scripts/setup.sh            system tools + .venv with the project
-#   bash scripts/setup.sh --docker   also install and start a Docker engine
+#   bash scripts/setup.sh --docker   also a Docker engine (started) and the tools
+#                                    the test suite checks with (tcpdump, tshark)
 #
 # Idempotent: what is already there is kept (a running dockerd is reused).
 set -euo pipefail
@@ -16,8 +17,8 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
-packages=(iproute2 busybox-static nftables iptables tcpdump util-linux graphviz python3-venv)
-[ "$want_docker" = 1 ] && packages+=(docker.io)
+packages=(iproute2 busybox-static nftables iptables util-linux graphviz python3-venv)
+[ "$want_docker" = 1 ] && packages+=(docker.io tcpdump tshark)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
