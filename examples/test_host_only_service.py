@@ -2,7 +2,7 @@
 
 import urllib.request
 
-from pytest_netns import probe_tcp
+from pytest_netns import wait_for_tcp
 
 
 def test_fetch_from_node_over_host_only_link(host_only_link, tmp_path):
@@ -14,9 +14,7 @@ def test_fetch_from_node_over_host_only_link(host_only_link, tmp_path):
         (tmp_path / "index.html").write_text("hi\n")
         root = str(tmp_path)
     node.spawn(["busybox", "httpd", "-f", "-p", "8080", "-h", root])
-    for _ in range(50):
-        if probe_tcp("host", node, 8080).state == "open":
-            break
+    assert wait_for_tcp("host", node, 8080).state == "open"  # httpd may still be starting
 
     url = f"http://{host_only_link.node_ip}:8080/index.html"
     with urllib.request.urlopen(url, timeout=5) as resp:

@@ -4,7 +4,7 @@ The bridge sits in a switch namespace, so it works on a host whose Docker
 set FORWARD DROP, and neither member has an interface on docker0.
 """
 
-from pytest_netns import assert_reachable, probe_tcp
+from pytest_netns import assert_reachable, wait_for_tcp
 
 
 def test_client_fetches_from_server_over_the_bridge(bridged_pair, tmp_path):
@@ -18,9 +18,7 @@ def test_client_fetches_from_server_over_the_bridge(bridged_pair, tmp_path):
     server.spawn(["busybox", "httpd", "-f", "-p", "8080", "-h", root])
 
     assert_reachable(client, server)
-    for _ in range(50):  # the server may still be starting
-        if probe_tcp(client, server, 8080).state == "open":
-            break
+    assert wait_for_tcp(client, server, 8080).state == "open"  # httpd may still be starting
     code, page = client.exec(
         ["busybox", "wget", "-q", "-O", "-", f"http://{bridged_pair.b_ip}:8080/index.html"]
     )

@@ -10,7 +10,8 @@ from pytest_netns import assert_reachable, assert_unreachable
 def test_router_forwards_between_subnets(make_topology):
     topo = make_topology()
     client, server, router = topo.node("client"), topo.node("server"), topo.router("r1")
-    lan, dmz = topo.switch("lan", subnet="10.201.1.0/24"), topo.switch("dmz", subnet="10.201.2.0/24")
+    lan = topo.switch("lan", subnet="10.201.1.0/24")
+    dmz = topo.switch("dmz", subnet="10.201.2.0/24")
     topo.connect(client, lan)
     topo.connect(router, lan)
     topo.connect(router, dmz)

@@ -19,6 +19,18 @@ from .errors import (
     VerificationError,
 )
 from .nodes import ContainerNode, NamespaceNode, Node
+from .probes import (
+    ProbeResult,
+    ReachabilityMatrix,
+    assert_reachable,
+    assert_unreachable,
+    ping,
+    probe,
+    probe_tcp,
+    probe_udp,
+    reachability_matrix,
+    wait_for_tcp,
+)
 from .recipes import BridgedPair, HostOnlyLink, IsolatedContainer, NatUplink
 from .topology import Topology
 
@@ -42,13 +54,23 @@ __all__ = [
     "NetnsError",
     "Node",
     "NotPermittedError",
+    "ProbeResult",
+    "ReachabilityMatrix",
     "Segment",
     "SubnetExhaustedError",
     "SubnetOverlapError",
     "SubnetTooSmallError",
     "Topology",
-    "TopologyBuilder",
     "TopologyBuildError",
+    "TopologyBuilder",
     "UnsupportedKindError",
     "VerificationError",
+    "assert_reachable",
+    "assert_unreachable",
+    "ping",
+    "probe",
+    "probe_tcp",
+    "probe_udp",
+    "reachability_matrix",
+    "wait_for_tcp",
 ]

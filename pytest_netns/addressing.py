@@ -23,10 +23,16 @@ from .errors import (
     SubnetOverlapError,
     SubnetTooSmallError,
 )
-from .session import STATE_DIR
+from .session import STATE_DIR, process_alive
 
 IFNAMSIZ = 15
-_IFNAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_IFNAME_RE = re.compile(r"[A-Za-z0-9_.\-]+")
+# Names the kernel refuses, or that exist in every namespace already.
+_RESERVED_IFNAMES = {
+    "lo": "it is the loopback interface every namespace already has",
+    "all": "the kernel reserves it (/proc/sys/net/ipv4/conf/all)",
+    "default": "the kernel reserves it (/proc/sys/net/ipv4/conf/default)",
+}
 RESERVATIONS = os.path.join(STATE_DIR, "subnets.json")
 # Pool for automatic subnets: 10.64.0.0/10 is far from Docker's defaults
 # (172.17-31/16, 192.168/16) and from typical VPN and cloud ranges.
@@ -63,7 +69,7 @@ def parse_subnet(value: object, hosts_needed: int = 2) -> Network:
     if usable < hosts_needed:
         longest = 32 - max((hosts_needed + 1).bit_length(), 2)
         raise SubnetTooSmallError(
-            f"subnet {value!r} has room for {usable} host address(es), but this topology "
+            f"subnet {text!r} has room for {usable} host address(es), but this topology "
             f"needs {hosts_needed}: use a prefix length of /{longest} or shorter"
         )
     return net
@@ -88,31 +94,73 @@ def check_ifname(name: object) -> str:
             f"interface name {name!r} is {len(name)} characters long; the kernel allows "
             f"at most {IFNAMSIZ}"
         )
-    if not _IFNAME_RE.match(name) or name in (".", ".."):
+    if not _IFNAME_RE.fullmatch(name) or name in (".", ".."):
         raise InterfaceNameError(
             f"invalid interface name {name!r}: use letters, digits, '-', '_' and '.' only "
             "(no spaces, '/' or ':')"
         )
+    if name in _RESERVED_IFNAMES:
+        raise InterfaceNameError(
+            f"interface name {name!r} cannot be created: {_RESERVED_IFNAMES[name]}; "
+            "pick another name, such as 'eth1'"
+        )
     return name
+
+
+# Special-purpose IPv4 space that cannot be put on an interface and used.
+_NOT_UNICAST = tuple(
+    ipaddress.IPv4Network(n)
+    for n in ("0.0.0.0/8", "127.0.0.0/8", "224.0.0.0/4", "240.0.0.0/4")
+)
+
+
+def check_assignable(addr: ipaddress.IPv4Address, what: str = "address") -> None:
+    """InvalidAddressError unless `addr` is a unicast address an interface can use."""
+    for special in _NOT_UNICAST:
+        if addr in special:
+            raise InvalidAddressError(
+                f"{what} {addr} is in {special} ({_special_name(special)}), which cannot be "
+                "assigned to an interface: use a unicast address such as '10.0.0.2'"
+            )
+
+
+def check_segment_subnet(net: Network, touches_host: bool) -> None:
+    """InvalidAddressError for a link or switch subnet nobody can use safely.
+
+    Every segment subnet must stay clear of special-purpose space. One with
+    an end in the host's root namespace also becomes a route there, so it
+    must be non-public space: a public subnet would divert the host's own
+    traffic to those addresses into the topology.
+    """
+    for special in _NOT_UNICAST:
+        if net.overlaps(special):
+            raise InvalidAddressError(
+                f"subnet {net} overlaps {special} ({_special_name(special)}): pick a unicast "
+                "subnet such as '10.0.0.0/24'"
+            )
+    if touches_host and net.is_global:
+        raise InvalidAddressError(
+            f"subnet {net} is public address space, and a link to the host would route the "
+            "host's traffic for it into the topology: use private space (10.0.0.0/8, "
+            "172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10), or leave it out and pytest-netns "
+            "will choose a free one"
+        )
+
+
+def _special_name(net: Network) -> str:
+    return {
+        "0.0.0.0/8": "'this network'",
+        "127.0.0.0/8": "loopback",
+        "224.0.0.0/4": "multicast",
+        "240.0.0.0/4": "reserved",
+    }[str(net)]
 
 
 def host_networks() -> list[Network]:
     """Every IPv4 prefix the host's root namespace routes or owns, default route excluded."""
-    from pyroute2 import IPRoute  # pyroute2 is heavy-ish; only needed when allocating
+    from .rtnl import ipv4_prefixes  # a raw dump: every build pays for this
 
-    nets: list[Network] = []
-    with IPRoute() as ip:
-        for m in ip.route("dump", family=2):
-            if m["dst_len"] == 0:
-                continue
-            dst = m.get_attr("RTA_DST")
-            if dst:
-                nets.append(ipaddress.IPv4Network(f"{dst}/{m['dst_len']}", strict=False))
-        for a in ip.get_addr(family=2):
-            nets.append(
-                ipaddress.IPv4Network(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}", strict=False)
-            )
-    return nets
+    return [ipaddress.IPv4Network(f"{addr}/{plen}", strict=False) for addr, plen in ipv4_prefixes()]
 
 
 def check_clear_of_host(net: Network, host: Iterable[Network] | None = None) -> None:
@@ -126,7 +174,9 @@ def check_clear_of_host(net: Network, host: Iterable[Network] | None = None) -> 
 
 
 @contextmanager
-def _locked_reservations() -> Iterator[dict[str, dict[str, object]]]:
+def _locked_reservations(
+    freed: list[str] | None = None,
+) -> Iterator[dict[str, dict[str, object]]]:
     os.makedirs(STATE_DIR, exist_ok=True)
     with open(RESERVATIONS + ".lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -137,7 +187,11 @@ def _locked_reservations() -> Iterator[dict[str, dict[str, object]]]:
             except (FileNotFoundError, json.JSONDecodeError):
                 table = {}
             # a reservation of a process that is gone is free again
-            table = {k: v for k, v in table.items() if _alive(int(str(v.get("pid", 0))))}
+            live = {k: v for k, v in table.items() if _alive(int(str(v.get("pid", 0))))}
+            if freed is not None:
+                freed += [f"{k} ({v.get('owner')}, pid {v.get('pid')})"
+                          for k, v in table.items() if k not in live]
+            table = live
             yield table
             tmp = RESERVATIONS + f".{os.getpid()}"
             with open(tmp, "w") as f:
@@ -148,15 +202,16 @@ def _locked_reservations() -> Iterator[dict[str, dict[str, object]]]:
 
 
 def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    # a zombie (killed, not yet reaped) holds nothing any more
+    return process_alive(pid)
+
+
+def release_dead() -> list[str]:
+    """Free every reservation whose process is gone; describe each one freed."""
+    freed: list[str] = []
+    with _locked_reservations(freed):
+        pass
+    return freed
 
 
 def reserve(
@@ -165,12 +220,14 @@ def reserve(
     prefixlen: int = 24,
     explicit: Iterable[Network] = (),
     pool: Network = DEFAULT_POOL,
+    avoid: Iterable[Network] = (),
 ) -> list[Network]:
     """Reserve `count` free subnets (plus the `explicit` ones) for `owner`.
 
     An explicit subnet that another live topology holds raises
-    SubnetOverlapError; the automatic ones skip every reserved subnet and
-    every host route.
+    SubnetOverlapError; the automatic ones skip every reserved subnet, every
+    host route, and `avoid` (the topology's own explicit subnets that need
+    no reservation because they never reach the host).
     """
     explicit = list(explicit)
     host = host_networks()
@@ -185,7 +242,7 @@ def reserve(
                     )
         chosen: list[Network] = []
         if count:
-            blocked = taken + host + explicit
+            blocked = taken + host + explicit + list(avoid)
             for cand in pool.subnets(new_prefix=prefixlen):
                 if any(cand.overlaps(b) for b in blocked):
                     continue
@@ -203,11 +260,31 @@ def reserve(
         return chosen
 
 
+def live_reservations() -> dict[Network, str]:
+    """Subnets that live pytest-netns processes hold, with their owners (read-only)."""
+    try:
+        with open(RESERVATIONS) as f:  # replaced atomically, so no lock is needed to read
+            table: dict[str, dict[str, object]] = json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return {ipaddress.IPv4Network(k): str(v.get("owner")) for k, v in table.items()
+            if _alive(int(str(v.get("pid", 0))))}
+
+
+def free_subnet_count(prefixlen: int = 24, pool: Network = DEFAULT_POOL) -> tuple[int, int]:
+    """(free, total): how many /prefixlen subnets of the pool an allocation could take now."""
+    blocked = [n for n in [*host_networks(), *live_reservations()] if n.overlaps(pool)]
+    total = 2 ** (prefixlen - pool.prefixlen)
+    free = sum(1 for cand in pool.subnets(new_prefix=prefixlen)
+               if not any(cand.overlaps(b) for b in blocked))
+    return free, total
+
+
 def release(nets: Iterable[Network]) -> None:
     """Give reserved subnets back to the pool."""
-    nets = [str(n) for n in nets]
-    if not nets:
+    keys = [str(n) for n in nets]
+    if not keys:
         return
     with _locked_reservations() as table:
-        for key in nets:
+        for key in keys:
             table.pop(key, None)

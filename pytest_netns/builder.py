@@ -17,19 +17,27 @@ from typing import TYPE_CHECKING, Any
 
 from .addressing import (
     Network,
+    check_assignable,
     check_clear_of_host,
     check_ifname,
+    check_segment_subnet,
     host_networks,
     parse_ip,
     parse_subnet,
     release,
     reserve,
 )
-from .errors import InvalidAddressError, InvalidTopologyError, UnsupportedKindError, VerificationError
+from .errors import (
+    InterfaceNameError,
+    InvalidAddressError,
+    InvalidTopologyError,
+    UnsupportedKindError,
+    VerificationError,
+)
 from .images import DEFAULT_COMMAND
-from .namespaces import create_named_netns
+from .namespaces import create_named_netns, require_privileges
 from .nat import enable_masquerade
-from .nodes import ContainerNode, Interface, NamespaceNode, Node, host
+from .nodes import Interface, NamespaceNode, Node, host
 from .session import Session, current_session
 
 if TYPE_CHECKING:
@@ -123,6 +131,7 @@ class TopologyBuilder:
         self.backend = backend
         self.image = image
         self.command = command
+        require_privileges()  # one clear error before any file or namespace is made
         self.session = session or current_session()
         self.verify = verify
         self.label = label
@@ -131,6 +140,7 @@ class TopologyBuilder:
         self._routes: list[tuple[str, str, str]] = []
         self._expect: list[tuple[str, str, str]] = []  # (src, dst node, segment)
         self._built = False
+        self._explicit_ifnames: dict[str, set[str]] = {}
 
     # -- description ------------------------------------------------------
 
@@ -227,9 +237,9 @@ class TopologyBuilder:
         if a == b:
             raise InvalidTopologyError(f"cannot connect node {a!r} to itself")
         name = f"link{len(self._segments)}"
-        net = parse_subnet(subnet) if subnet is not None else None
+        link_net = parse_subnet(subnet) if subnet is not None else None
         end_b = _Endpoint(b, _ifname_or_none(peer_iface), _ip_or_none(peer_ip))
-        self._segments[name] = _Segment(name, "link", net, [end_a, end_b])
+        self._segments[name] = _Segment(name, "link", link_net, [end_a, end_b])
         return name
 
     def stub(
@@ -253,9 +263,15 @@ class TopologyBuilder:
                 "or None (the best this kernel supports)"
             )
         addr = parse_ip(ip)
-        if not isinstance(prefixlen, int) or not 1 <= prefixlen <= 32:
+        check_assignable(addr)
+        if type(prefixlen) is not int or not 1 <= prefixlen <= 32:
             raise InvalidAddressError(f"invalid prefix length {prefixlen!r}: expected 1 to 32")
         net = ipaddress.IPv4Network(f"{addr}/{prefixlen}", strict=False)
+        if prefixlen <= 30 and addr in (net.network_address, net.broadcast_address):
+            raise InvalidAddressError(
+                f"address {addr} is the {'network' if addr == net.network_address else 'broadcast'}"
+                f" address of {net}: pick a host address in {net[1]}-{net[-2]}"
+            )
         name = f"stub{len(self._segments)}"
         self._segments[name] = _Segment(
             name, "stub", net, [_Endpoint(node, check_ifname(iface), addr)], stub_kind=kind
@@ -289,7 +305,7 @@ class TopologyBuilder:
         """An extra static route in `node` (a default one is added automatically)."""
         self._need_node(node, "route")
         net = parse_subnet(dst, hosts_needed=0) if dst != "default" else None
-        parse_ip(via, "gateway")
+        check_assignable(parse_ip(via, "gateway"), "gateway")
         self._routes.append((node, str(net) if net else "0.0.0.0/0", via))
 
     def expect(self, src: str, dst: str, segment: str) -> None:
@@ -311,6 +327,11 @@ class TopologyBuilder:
         Returns the reserved subnets, each segment's subnet, and the address
         of each (segment, endpoint position).
         """
+        self._check_ifnames()
+        for seg in self._segments.values():
+            if seg.kind != "stub" and seg.subnet is not None:
+                check_segment_subnet(seg.subnet, seg.touches_host)
+        self._check_disjoint()
         auto = [s for s in self._segments.values() if s.subnet is None]
         explicit_host = [s.subnet for s in self._segments.values()
                          if s.subnet is not None and s.touches_host]
@@ -328,6 +349,8 @@ class TopologyBuilder:
             len(auto),
             owner=f"{self.session.id}:{self.label}",
             explicit=[n for n in explicit_host if n is not None],
+            avoid=[s.subnet for s in self._segments.values()
+                   if s.subnet is not None and not s.touches_host],
         )
         try:
             subnets: dict[str, Network] = {}
@@ -341,6 +364,47 @@ class TopologyBuilder:
             release(reserved + [n for n in explicit_host if n is not None])
             raise
         return reserved + [n for n in explicit_host if n is not None], subnets, addresses
+
+    def _check_disjoint(self) -> None:
+        """Explicit subnets that meet in one node (or the host) must not overlap:
+        that node could not tell which interface an address is behind."""
+        seen: dict[str, list[tuple[Network, str]]] = {}
+        for seg in self._segments.values():
+            if seg.subnet is None:
+                continue
+            for member in dict.fromkeys(e.node for e in seg.endpoints):
+                for other, other_seg in seen.get(member, []):
+                    if seg.subnet.overlaps(other):
+                        raise InvalidAddressError(
+                            f"subnets {other} ({other_seg}) and {seg.subnet} ({seg.name}) "
+                            f"overlap, and both reach {member!r}, which could not tell them "
+                            "apart: pick disjoint subnets, or leave one out"
+                        )
+                seen.setdefault(member, []).append((seg.subnet, seg.name))
+
+    def _check_ifnames(self) -> None:
+        """Explicit interface names: one per node, and none the host already has."""
+        explicit: dict[str, set[str]] = {}
+        for seg in self._segments.values():
+            for e in seg.endpoints:
+                if e.ifname is None:
+                    continue
+                names = explicit.setdefault(e.node, set())
+                if e.ifname in names:
+                    raise InterfaceNameError(
+                        f"interface name {e.ifname!r} is given twice for {e.node!r} in this "
+                        "topology: give each of its interfaces its own name, or leave iface out"
+                    )
+                names.add(e.ifname)
+        if explicit.get(HOST):
+            taken = explicit[HOST] & {str(ln["ifname"]) for ln in host().netlink.links()}
+            if taken:
+                raise InterfaceNameError(
+                    f"interface {sorted(taken)[0]!r} already exists in the host's namespace: "
+                    "pick another host-side name, or leave it out and pytest-netns will choose "
+                    "a free one"
+                )
+        self._explicit_ifnames = explicit
 
     def _assign(self, seg: _Segment, net: Network) -> dict[tuple[str, int], str]:
         taken = set()
@@ -369,7 +433,9 @@ class TopologyBuilder:
             if e.ip is None:
                 e_ip = next(free, None)
                 if e_ip is None:
-                    raise InvalidAddressError(f"subnet {net} of {seg.name} has no free address left")
+                    raise InvalidAddressError(
+                        f"subnet {net} of {seg.name} has no free address left"
+                    )
                 out[(seg.name, i)] = str(e_ip)
             else:
                 out[(seg.name, i)] = str(e.ip)
@@ -402,12 +468,13 @@ class TopologyBuilder:
     def _create_nodes(self, topo: Topology) -> None:
         containers = [s for s in self._nodes.values()
                       if s.role == "node" and s.backend == "docker" and s.attach is None]
+        if containers:
+            self._check_images(containers)
         for spec in self._nodes.values():
-            if spec.attach is not None:
-                from .containers import attach_container
-
-                topo.add_node(attach_container(spec.attach, spec.name), spec.role)
-            elif spec.backend == "namespace":
+            if spec.attach is not None:  # first: attaching creates nothing, and is checked
+                self._attach(topo, spec)
+        for spec in self._nodes.values():
+            if spec.attach is None and spec.backend == "namespace":
                 path, thread = create_named_netns(self.session.netns_name(spec.role))
                 node = NamespaceNode(spec.name, path, thread)
                 topo.add_node(node, spec.role)
@@ -439,8 +506,35 @@ class TopologyBuilder:
                 for n in nodes:
                     topo.add_node(n, "node")
 
+    def _check_images(self, specs: list[_NodeSpec]) -> None:
+        """The engine answers and every image is here (or is ours to build), before
+        the first namespace exists; images are never pulled."""
+        from .containers import docker_client
+        from .images import DEFAULT_IMAGE, ensure_image
+
+        client = docker_client()
+        for image in dict.fromkeys(s.image or DEFAULT_IMAGE for s in specs):
+            ensure_image(client, image)
+
+    def _attach(self, topo: Topology, spec: _NodeSpec) -> None:
+        from .containers import attach_container
+
+        node = attach_container(spec.attach, spec.name)
+        topo.add_node(node, spec.role)
+        clash = node.netlink.existing(self._explicit_ifnames.get(spec.name, set()))
+        if clash:
+            raise InterfaceNameError(
+                f"interface {sorted(clash)[0]!r} already exists in attached container "
+                f"{node.name!r}: pick another iface, or leave it out and pytest-netns will "
+                "choose a free name"
+            )
+
     def _next_ifname(self, node: Node) -> str:
-        used = {i.ifname for i in node.interfaces}
+        """The first free ethN, skipping names asked for explicitly and, in a
+        container we do not own, the interfaces it already has."""
+        used = {i.ifname for i in node.interfaces} | self._explicit_ifnames.get(node.name, set())
+        if not getattr(node, "owned", True):
+            used |= {str(ln["ifname"]) for ln in node.netlink.links()}
         n = 1
         while f"eth{n}" in used:
             n += 1
@@ -478,11 +572,11 @@ class TopologyBuilder:
         """Links put into a namespace we do not own carry our alias, so sweeps find them."""
         return None if getattr(node, "owned", True) else self.session.alias
 
-    def _endpoint_iface(self, node: Node, e: _Endpoint, seg: str, ip: str, prefixlen: int,
-                        kind: str = "veth") -> str:
-        ifname = e.ifname or self._next_ifname(node)
-        node.interfaces.append(Interface(ifname, ip, prefixlen, seg, kind))
-        return ifname
+    @staticmethod
+    def _record(node: Node, ifname: str, seg: str, ip: str, prefixlen: int) -> None:
+        """Note an interface once it exists: teardown deletes what is noted, and must
+        never delete a same-named interface that an attached container already had."""
+        node.interfaces.append(Interface(ifname, ip, prefixlen, seg, "veth"))
 
     def _build_switch(
         self, topo: Topology, seg: _Segment, net: Network, ips: list[str]
@@ -490,10 +584,11 @@ class TopologyBuilder:
         sw = topo.nodes[seg.name]
         bridge = sw.netlink.add_bridge("br0")
         members = []
-        for port, (e, ip) in enumerate(zip(seg.endpoints, ips)):
+        for port, (e, ip) in enumerate(zip(seg.endpoints, ips, strict=True)):
             node = topo.nodes[e.node]
-            ifname = self._endpoint_iface(node, e, seg.name, ip, net.prefixlen)
+            ifname = e.ifname or self._next_ifname(node)
             sw.netlink.add_veth(f"p{port}", ifname, node.netns_fd(), master=bridge)
+            self._record(node, ifname, seg.name, ip, net.prefixlen)
             node.netlink.configure(ifname, ip, net.prefixlen, self._tag(node))
             members.append((node.name, ifname, ip))
         return members
@@ -503,17 +598,20 @@ class TopologyBuilder:
     ) -> list[tuple[str, str, str]]:
         e0, e1 = seg.endpoints
         node = topo.nodes[e0.node]
-        if0 = self._endpoint_iface(node, e0, seg.name, ips[0], net.prefixlen)
+        if0 = e0.ifname or self._next_ifname(node)
         if e1.node == HOST:
             host_if = e1.ifname or self.session.ifname("h")
             host().netlink.add_veth(host_if, if0, node.netns_fd(), alias=self.session.alias)
             topo.host_links.append(host_if)
+            self._record(node, if0, seg.name, ips[0], net.prefixlen)
             host().netlink.configure(host_if, ips[1], net.prefixlen)
             node.netlink.configure(if0, ips[0], net.prefixlen, self._tag(node))
             return [(node.name, if0, ips[0]), (HOST, host_if, ips[1])]
         peer = topo.nodes[e1.node]
-        if1 = self._endpoint_iface(peer, e1, seg.name, ips[1], net.prefixlen)
+        if1 = e1.ifname or self._next_ifname(peer)
         node.netlink.add_veth(if0, if1, peer.netns_fd(), alias=self._tag(node))
+        self._record(node, if0, seg.name, ips[0], net.prefixlen)
+        self._record(peer, if1, seg.name, ips[1], net.prefixlen)
         node.netlink.configure(if0, ips[0], net.prefixlen)
         peer.netlink.configure(if1, ips[1], net.prefixlen, self._tag(peer))
         return [(node.name, if0, ips[0]), (peer.name, if1, ips[1])]
@@ -595,7 +693,18 @@ class TopologyBuilder:
 def _ip_or_none(value: str | None) -> ipaddress.IPv4Address | None:
     if value is None:
         return None
-    return parse_ip(str(value).split("/")[0])
+    text = str(value).strip()
+    if "/" in text:  # "10.0.0.2/24" is fine; the segment's subnet decides the prefix
+        try:
+            ipaddress.IPv4Interface(text)
+        except ValueError:
+            raise InvalidAddressError(
+                f"invalid address {value!r}: expected an IPv4 address such as '10.0.0.2', "
+                "optionally with a prefix length such as '10.0.0.2/24'"
+            ) from None
+    addr = parse_ip(text.split("/")[0])
+    check_assignable(addr)
+    return addr
 
 
 def _ifname_or_none(value: str | None) -> str | None:

@@ -8,14 +8,18 @@ start is mostly waiting on the engine.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
+import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from .errors import ContainerError, DockerUnavailableError, NetnsError
 from .images import DEFAULT_COMMAND, ensure_image
 from .nodes import ContainerNode
-from .session import Session
+from .session import STATE_DIR, Session
 
 if TYPE_CHECKING:
     import docker
@@ -70,16 +74,30 @@ def start_containers(
     cmd = command if command is not None else DEFAULT_COMMAND
 
     def start(name: str) -> ContainerNode:
-        ctr = client.containers.run(
-            image,
-            cmd,
-            detach=True,
-            name=session.container_name(name),
-            network_mode="none",
-            init=True,
-            labels=session.labels,
-            **run_kwargs,
-        )
+        import docker.errors
+
+        cname = session.container_name(name)
+        try:
+            ctr = client.containers.run(
+                image,
+                cmd,
+                detach=True,
+                name=cname,
+                network_mode="none",
+                init=True,
+                labels=session.labels,
+                **run_kwargs,
+            )
+        except (docker.errors.DockerException, TypeError) as exc:
+            # run() is create + start: a refused start leaves a created container
+            with contextlib.suppress(docker.errors.NotFound):
+                remove_container(client.containers.get(cname))
+            explanation = getattr(exc, "explanation", None) or exc
+            raise ContainerError(
+                f"the engine would not start node {name!r} ({image}, command {cmd!r}, options "
+                f"{run_kwargs!r}): {explanation}; options are docker's containers.run() "
+                "keywords, and network_mode, init, labels and name are set by pytest-netns"
+            ) from None
         try:
             ctr.reload()
             if ctr.status != "running":
@@ -91,7 +109,7 @@ def start_containers(
                 )
             return ContainerNode(name, ctr, owned=True)
         except BaseException:
-            ctr.remove(force=True)
+            remove_container(ctr)
             raise
 
     if len(names) == 1:
@@ -111,23 +129,43 @@ def start_containers(
 
 
 def remove_nodes(nodes: list[ContainerNode]) -> None:
-    """Release and remove owned containers, concurrently; the kernel reaps their links."""
-    import docker.errors
-
-    def remove(node: ContainerNode) -> None:
+    """Release and remove owned containers, one at a time; the kernel reaps their links."""
+    for node in nodes:
         node.release()
         if node.owned and node.container is not None:
-            try:
-                node.container.remove(force=True)
-            except docker.errors.NotFound:
-                pass
+            remove_container(node.container)
 
-    if len(nodes) <= 1:
-        for n in nodes:
-            remove(n)
-        return
-    with ThreadPoolExecutor(max_workers=min(len(nodes), 16)) as pool:
-        list(pool.map(remove, nodes))
+
+TEARDOWN_LOCK = os.path.join(STATE_DIR, "docker-teardown.lock")
+
+
+@contextlib.contextmanager
+def teardown_lock() -> Iterator[None]:
+    """Serialise container teardown across every process on this host.
+
+    Docker 20.10 (Debian 12's docker.io) can deadlock its whole daemon when two
+    containers' network endpoints are torn down at the same time: libnetwork's
+    getSvcRecords (container exit) and processEndpointDelete (endpoint removal)
+    take the network and controller locks in opposite orders (moby/moby#46661,
+    fixed only after 20.10.24). Every container has an endpoint, even with
+    `network_mode="none"`. One teardown at a time, machine-wide, closes that
+    window; removals run on the janitor thread, so tests do not wait for it.
+    """
+    os.makedirs(STATE_DIR, exist_ok=True)
+    with open(TEARDOWN_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def remove_container(container: Any) -> None:
+    """Force-remove a container under the teardown lock; "already gone" is fine."""
+    import docker.errors
+
+    with teardown_lock(), contextlib.suppress(docker.errors.NotFound):
+        container.remove(force=True)
 
 
 def resolve_container(obj: object) -> Container:
@@ -138,7 +176,8 @@ def resolve_container(obj: object) -> Container:
     if isinstance(obj, Container):
         ctr = obj
     elif hasattr(obj, "get_wrapped_container"):  # testcontainers DockerContainer
-        wrapped = obj.get_wrapped_container()
+        # its `_container` is None until started; get_wrapped_container() then raises
+        wrapped = getattr(obj, "_container", None)
         if wrapped is None:
             raise ContainerError(
                 f"testcontainers container {obj!r} has not been started: call .start() "
@@ -158,12 +197,33 @@ def resolve_container(obj: object) -> Container:
             f"cannot attach {obj!r}: expected a docker SDK Container, a container id or name, "
             "or a started testcontainers DockerContainer"
         )
-    ctr.reload()
+    if not _known_running(ctr):
+        ctr.reload()
     if ctr.status != "running" or not ctr.attrs["State"].get("Pid"):
         raise ContainerError(
             f"container {ctr.name!r} is {ctr.status}, not running: start it before attaching"
         )
     return ctr
+
+
+def _known_running(ctr: Container) -> bool:
+    """True when the container's cached state is provably current, so no reload is needed.
+
+    An inspect through the engine costs ~4 ms. When the cached state says
+    running with init PID p, and /proc/p is in a cgroup named after the
+    container's id, that process is still this container's init. Anything
+    else (stale or missing state, another cgroup layout) answers False and
+    the caller asks the engine.
+    """
+    state = ctr.attrs.get("State") or {}
+    pid = state.get("Pid")
+    if not state.get("Running") or not pid or not ctr.id:
+        return False
+    try:
+        with open(f"/proc/{int(pid)}/cgroup") as f:
+            return ctr.id in f.read()
+    except (OSError, ValueError):
+        return False
 
 
 def attach_container(obj: object, name: str | None = None) -> ContainerNode:

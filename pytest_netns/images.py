@@ -93,6 +93,11 @@ def build_image(client: docker.DockerClient, tag: str = DEFAULT_IMAGE, bare: boo
         )
     except docker.errors.BuildError as exc:
         raise ImageError(f"building {tag} from {busybox} failed: {exc}") from None
+    except docker.errors.DockerException as exc:  # e.g. a tag the engine refuses
+        raise ImageError(
+            f"cannot build image {tag!r} from {busybox}: {exc}; use a tag like "
+            f"{DEFAULT_IMAGE!r} (lowercase name, ':', version)"
+        ) from None
     return str(image.id)
 
 
@@ -110,6 +115,11 @@ def ensure_image(client: docker.DockerClient, image: str) -> None:
             return
         except docker.errors.ImageNotFound:
             pass
+        except docker.errors.DockerException as exc:  # "invalid reference format", empty name
+            raise ImageError(
+                f"image {image!r} cannot be looked up: {exc}; expected an image reference "
+                f"such as {DEFAULT_IMAGE!r}"
+            ) from None
         if image == DEFAULT_IMAGE:
             build_image(client, image)
         elif image == BARE_IMAGE:

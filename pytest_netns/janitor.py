@@ -14,6 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from .namespaces import NetnsThread, host_netns_fd
+from .netlink import Netlink
 from .session import ALIAS_PREFIX
 
 
@@ -24,6 +26,7 @@ class Janitor:
         self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._host: Netlink | None = None
         self.errors: list[str] = []
 
     def defer(self, job: Callable[[], None]) -> None:
@@ -45,6 +48,20 @@ class Janitor:
             finally:
                 self._jobs.task_done()
 
+    def delete_host_link(self, ifname: str) -> None:
+        """Queue the deletion of a root-namespace link.
+
+        It runs on a netlink socket of the janitor's own, not the shared host
+        node's: a veth delete holds its thread for ~20 ms, and the next
+        test's setup must not queue behind it.
+        """
+        self.defer(lambda: self._host_netlink().delete_link(ifname))
+
+    def _host_netlink(self) -> Netlink:
+        if self._host is None:
+            self._host = Netlink(NetnsThread.entering(host_netns_fd(), "janitor:host"))
+        return self._host
+
     def drain(self) -> list[str]:
         """Wait for every deferred job; return (and forget) the errors they raised."""
         self._jobs.join()
@@ -59,19 +76,14 @@ def wait_for_links_gone(alias: str, timeout: float = 10.0) -> list[str]:
     kernel, so the host-side ends linger briefly after their peer's namespace
     is gone. This waits on kernel state rather than sleeping a fixed time.
     """
-    from pyroute2 import IPRoute
+    from .rtnl import link_aliases  # a raw dump: no pyroute2 import at session end
 
     deadline = time.monotonic() + timeout
-    with IPRoute() as ip:
-        while True:
-            left = [
-                str(m.get_attr("IFLA_IFNAME"))
-                for m in ip.get_links()
-                if (m.get_attr("IFLA_IFALIAS") or "").startswith(alias)
-            ]
-            if not left or time.monotonic() > deadline:
-                return left
-            time.sleep(0.02)
+    while True:
+        left = [name for name, tag in link_aliases() if tag.startswith(alias)]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.02)
 
 
 def session_links(ip_links: list[dict[str, object]]) -> list[dict[str, object]]:

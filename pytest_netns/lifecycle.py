@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .janitor import janitor, wait_for_links_gone
 from .session import Session, current_session
-from .topology import live_topologies
+from .topology import kept_topologies, live_topologies
 
 
 def start_session() -> Session:
@@ -30,7 +30,8 @@ def finish_session(session: Session) -> list[str]:
         except Exception as exc:
             problems.append(f"closing {topo.label}: {exc}")
     problems += janitor().drain()
-    left = wait_for_links_gone(session.alias)
+    # a kept topology's host-side links stay on purpose (--netns-keep)
+    left = [] if kept_topologies() else wait_for_links_gone(session.alias)
     if left:
         problems.append(f"links still present after 10 s: {left}")
     from . import reaper

@@ -14,6 +14,7 @@ the namespace file under /run/netns) but from a thread that called
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -24,6 +25,7 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from .errors import NetnsError, NotPermittedError
+from .session import STATE_DIR
 
 T = TypeVar("T")
 
@@ -112,6 +114,16 @@ class NetnsThread:
         return cls(enter, label or str(path_or_fd))
 
     @classmethod
+    def anonymous(cls, label: str) -> NetnsThread:
+        """A thread inside a brand-new namespace that nothing pins.
+
+        The namespace dies with the thread (and the sockets opened in it), so
+        a probe that is killed half-way leaves nothing behind: `doctor` tries
+        kernel drivers in one of these, never in the host's namespace.
+        """
+        return cls(_unshare_net, label)
+
+    @classmethod
     def creating(cls, path: str) -> NetnsThread:
         """A thread inside a brand-new namespace, pinned at `path`.
 
@@ -165,9 +177,9 @@ class NetnsThread:
 
 def create_named_netns(name: str) -> tuple[str, NetnsThread]:
     """Create /run/netns/<name> and return its path and a thread inside it."""
-    os.makedirs(NETNS_RUN_DIR, exist_ok=True)
     path = os.path.join(NETNS_RUN_DIR, name)
     try:
+        os.makedirs(NETNS_RUN_DIR, exist_ok=True)
         fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0)
     except FileExistsError:
         raise NetnsError(f"network namespace {name!r} already exists at {path}") from None
@@ -184,6 +196,59 @@ def create_named_netns(name: str) -> tuple[str, NetnsThread]:
         raise
 
 
+# capability numbers from linux/capability.h
+CAP_NET_ADMIN = 12
+CAP_SYS_ADMIN = 21
+# judge write access as the effective uid does (setuid wrappers, setpriv)
+_EFFECTIVE_IDS = os.access in os.supports_effective_ids
+
+
+def effective_capabilities() -> int:
+    """This thread's effective capability mask (CapEff in /proc/thread-self/status)."""
+    with open("/proc/thread-self/status") as f:
+        for line in f:
+            if line.startswith("CapEff:"):
+                return int(line.split()[1], 16)
+    return 0
+
+
+def missing_privileges() -> list[str]:
+    """What this process lacks to build topologies; empty when it lacks nothing.
+
+    Checked up front so that a run without root fails with one message that
+    says what to grant, instead of an EPERM or EACCES from whichever call
+    happens to come first.
+    """
+    caps = effective_capabilities()
+    missing = [name for name, bit in (("CAP_NET_ADMIN", CAP_NET_ADMIN),
+                                      ("CAP_SYS_ADMIN", CAP_SYS_ADMIN))
+               if not caps >> bit & 1]
+    for directory in (NETNS_RUN_DIR, STATE_DIR):
+        existing = directory
+        while not os.path.isdir(existing):
+            existing = os.path.dirname(existing)
+        if not os.access(existing, os.W_OK | os.X_OK, effective_ids=_EFFECTIVE_IDS):
+            missing.append(f"write access to {existing}")
+    return missing
+
+
+def require_privileges() -> None:
+    """NotPermittedError naming what is missing, before anything is created."""
+    missing = missing_privileges()
+    if not missing:
+        return
+    if os.geteuid() == 0:
+        fix = ("it runs as root, but with these capabilities dropped: run it without dropping "
+               "them (in a container: --cap-add NET_ADMIN --cap-add SYS_ADMIN, or --privileged)")
+    else:
+        fix = "run pytest as root (e.g. `sudo -E pytest`), or grant those capabilities"
+    raise NotPermittedError(
+        f"pytest-netns needs root (or CAP_NET_ADMIN and CAP_SYS_ADMIN) to create network "
+        f"namespaces and links; this process (uid {os.geteuid()}) lacks "
+        f"{', '.join(missing)}: {fix}; `pytest-netns doctor` shows what this host supports"
+    )
+
+
 def remove_named_netns(path: str) -> None:
     """Unpin a named namespace; the kernel reaps it once nothing holds it.
 
@@ -193,7 +258,5 @@ def remove_named_netns(path: str) -> None:
         err = ctypes.get_errno()
         if err not in (errno.EINVAL, errno.ENOENT):
             raise OSError(err, f"umount {path}: {os.strerror(err)}")
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass

@@ -49,7 +49,7 @@ def enable_masquerade(thread: NetnsThread, table: str, out_iface: str) -> str:
 
 
 def _run(thread: NetnsThread, argv: list[str], stdin: str | None = None) -> None:
-    proc = thread.call(
+    proc: subprocess.Popen[bytes] = thread.call(
         subprocess.Popen,
         argv,
         stdin=subprocess.PIPE,

@@ -34,6 +34,12 @@ class Interface:
     kind: str = "veth"
 
 
+# Called with each node as it is released, before its thread stops: layers that
+# keep sockets inside the node's namespace (the probes) close them here, since
+# an open socket would keep the namespace alive after its topology is gone.
+RELEASE_HOOKS: list[Callable[[Node], None]] = []
+
+
 class Node:
     """Common behaviour of every node: a namespace thread and its netlink."""
 
@@ -46,6 +52,7 @@ class Node:
         self.netlink = Netlink(thread)
         self.interfaces: list[Interface] = []
         self.routes: list[tuple[str, str | None]] = []
+        self.released = False
         self._fd: int | None = None
 
     @property
@@ -85,6 +92,9 @@ class Node:
 
     def release(self) -> None:
         """Drop every handle on the namespace held by this process."""
+        self.released = True
+        for hook in list(RELEASE_HOOKS):
+            hook(self)
         self.netlink.close()
         self.thread.stop()
         if self._fd is not None:

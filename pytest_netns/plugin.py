@@ -36,6 +36,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--netns-artifacts", default=".netns-artifacts", metavar="DIR",
         help="where captures, diagrams and reports of failed tests go",
     )
+    group.addoption(
+        "--netns-keep", action="store_true", default=False,
+        help="leave the topologies of a failed test up for debugging (prints how to enter "
+        "each node; `pytest-netns cleanup` removes them later)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -47,11 +52,14 @@ def pytest_configure(config: pytest.Config) -> None:
 class _Stack:
     """Topologies built during one test, closed in reverse order at its end."""
 
-    def __init__(self) -> None:
+    def __init__(self, record: Any = None) -> None:
         self.items: list[Any] = []
+        self.record = record  # report.TestRecord: report, captures, diagram
 
     def push(self, topo: Any) -> Any:
         self.items.append(topo)
+        if self.record is not None:
+            self.record.add_topology(topo)
         return topo
 
     def close_all(self) -> None:
@@ -105,17 +113,83 @@ def netns_backend(pytestconfig: pytest.Config) -> str:
 def netns_session() -> Iterator[Any]:
     """The process's ownership session; its leftovers are drained at the end."""
     from .lifecycle import finish_session, start_session
+    from .namespaces import require_privileges
 
+    require_privileges()  # a clear NotPermittedError, not an EACCES from /run/pytest-netns
     session = start_session()
     yield session
     finish_session(session)
 
 
+_RECORD = pytest.StashKey[Any]()
+_FAILED = pytest.StashKey[bool]()
+
+
 @pytest.fixture
-def _netns_stack(netns_session: Any) -> Iterator[_Stack]:
-    stack = _Stack()
-    yield stack
-    stack.close_all()
+def _netns_stack(request: pytest.FixtureRequest, netns_session: Any) -> Iterator[_Stack]:
+    from .report import TestRecord
+
+    config = request.config
+    record = TestRecord(
+        request.node.nodeid,
+        capture=str(config.getoption("--netns-capture")),
+        artifacts=str(config.invocation_params.dir / str(config.getoption("--netns-artifacts"))),
+    )
+    request.node.stash[_RECORD] = record
+    stack = _Stack(record)
+    record.subscribe()
+    try:
+        yield stack
+    finally:
+        record.unsubscribe()
+    failed = request.node.stash.get(_FAILED, False)
+    if failed and config.getoption("--netns-keep"):
+        stack.items.clear()
+        record.keep(netns_session)
+        return
+    try:
+        stack.close_all()
+    finally:
+        record.finish(failed)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    """On a failed setup or call, add the network's state to the report."""
+    outcome: Any = yield
+    report: pytest.TestReport = outcome.get_result()
+    if report.when == "teardown" or not report.failed:
+        return
+    item.stash[_FAILED] = True
+    record = item.stash.get(_RECORD, None)
+    if record is None or not record.topologies:
+        return
+    keep = bool(item.config.getoption("--netns-keep"))
+    try:
+        section = record.failure_section(keep)
+    except Exception as exc:  # a broken report must not hide the test's own failure
+        section = f"(could not describe the network: {type(exc).__name__}: {exc})\n"
+    report.sections.append(("pytest-netns: the network at failure", section))
+    svg = record.svg_base64()
+    if svg and item.config.pluginmanager.hasplugin("html"):
+        from pytest_html import extras
+
+        setattr(report, "extras", [*getattr(report, "extras", []), extras.svg(svg, "network")])  # noqa: B010
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Topologies built, probes sent, time spent; artifacts and kept topologies."""
+    import sys
+
+    if "pytest_netns.report" not in sys.modules and "pytest_netns.topology" not in sys.modules:
+        return
+    from .report import summary_lines
+
+    lines = summary_lines()
+    if lines:
+        terminalreporter.section("pytest-netns")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture
@@ -136,7 +210,10 @@ def make_topology(
         original = builder.build
 
         def build() -> Any:
-            return _netns_stack.push(original())
+            # probes that verify the new topology are not the test's own
+            with _netns_stack.record.building():
+                topo = original()
+            return _netns_stack.push(topo)
 
         builder.build = build  # type: ignore[method-assign]
         return builder

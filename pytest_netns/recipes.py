@@ -185,12 +185,12 @@ def nat_uplink(
     machine through the host's default route; see `uplink.py` for exactly
     what that changes on the host (all of it is restored on close).
     """
-    if subnet is not None and upstream_subnet is not None:
-        if parse_subnet(subnet).overlaps(parse_subnet(upstream_subnet)):
-            raise InvalidAddressError(
-                f"subnet {subnet!r} and upstream_subnet {upstream_subnet!r} overlap: the "
-                "router cannot route between them; pick two disjoint subnets"
-            )
+    if (subnet is not None and upstream_subnet is not None
+            and parse_subnet(subnet).overlaps(parse_subnet(upstream_subnet))):
+        raise InvalidAddressError(
+            f"subnet {subnet!r} and upstream_subnet {upstream_subnet!r} overlap: the "
+            "router cannot route between them; pick two disjoint subnets"
+        )
     name = _start(builder, "node", container)
     router = builder.router("router")
     inside = builder.connect(name, router, subnet=subnet, ip=node_ip, iface=iface)

@@ -8,6 +8,7 @@ without ever deleting by a name pattern alone.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import secrets
@@ -18,6 +19,7 @@ SESSIONS_DIR = os.path.join(STATE_DIR, "sessions")
 ALIAS_PREFIX = "pytest-netns:"
 NETNS_PREFIX = "pytest-netns-"
 CONTAINER_LABEL = "pytest-netns.session"
+CONTAINER_PID_LABEL = "pytest-netns.pid"
 NFT_TABLE_PREFIX = "pytest_netns_"
 
 
@@ -38,7 +40,7 @@ class Session:
     @property
     def labels(self) -> dict[str, str]:
         """The Docker labels every started container carries."""
-        return {CONTAINER_LABEL: self.id, "pytest-netns.pid": str(self.pid)}
+        return {CONTAINER_LABEL: self.id, CONTAINER_PID_LABEL: str(self.pid)}
 
     def next_number(self) -> int:
         with self._lock:
@@ -63,13 +65,41 @@ class Session:
         """Mark this session live, so sweeps of other sessions leave it alone."""
         os.makedirs(SESSIONS_DIR, exist_ok=True)
         with open(os.path.join(SESSIONS_DIR, self.id), "w") as f:
-            f.write(str(self.pid))
+            # "<pid> <start ticks>": the start time tells this process from a
+            # later one that reuses its pid (pid_max can be as low as 32768)
+            f.write(f"{self.pid} {process_start(self.pid) or 0}")
 
     def unregister(self) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(SESSIONS_DIR, self.id))
-        except FileNotFoundError:
-            pass
+
+
+def process_start(pid: int) -> int | None:
+    """When `pid` started (clock ticks after boot), or None if it is gone or a zombie.
+
+    Together with the pid this names one process for good; a zombie counts as
+    gone because it has already dropped its namespaces and will never act again.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
+        return None
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    if fields[0] in (b"Z", b"X", b"x"):
+        return None
+    return int(fields[19])
+
+
+def process_alive(pid: int, start: int | None = None) -> bool:
+    """True while `pid` runs (and, given `start`, is still the process that started then)."""
+    if pid <= 0:
+        return False
+    try:
+        started = process_start(pid)
+    except PermissionError:
+        return True
+    return started is not None and (not start or started == start)
 
 
 def _base36(n: int) -> str:

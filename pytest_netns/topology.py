@@ -10,6 +10,7 @@ at the end.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from .addressing import Network, release
 from .janitor import janitor
-from .nodes import ContainerNode, NamespaceNode, Node, host
+from .nodes import ContainerNode, NamespaceNode, Node
 from .session import Session
 
 if TYPE_CHECKING:
@@ -107,23 +108,28 @@ class Topology:
             restore(self.uplink)
             self.uplink = None
         owned_containers: list[ContainerNode] = []
-        # interfaces we put into namespaces we do not own must go explicitly
+        retired: list[tuple[ContainerNode, list[int]]] = []
+        # Interfaces we put into namespaces we do not own must go explicitly.
+        # They are taken out of service now (down, renamed, so their names
+        # are free for the next test) and deleted by the janitor.
         for node in reversed(self._order):
             if isinstance(node, ContainerNode) and not node.owned:
+                indexes: list[int] = []
                 for iface in reversed(node.interfaces):
                     try:
-                        node.netlink.delete_link(iface.ifname)
+                        idx = node.netlink.retire(iface.ifname, self.session.ifname("x"),
+                                                  iface.ip, iface.prefixlen)
+                        if idx is not None:
+                            indexes.append(idx)
                     except BaseException as exc:
                         errors.append(exc)
+                retired.append((node, indexes))
         for node in reversed(self._order):
             try:
                 if isinstance(node, NamespaceNode):
                     node.remove()
-                elif isinstance(node, ContainerNode):
-                    if node.owned:
-                        owned_containers.append(node)
-                    else:
-                        node.release()
+                elif isinstance(node, ContainerNode) and node.owned:
+                    owned_containers.append(node)
             except BaseException as exc:
                 errors.append(exc)
         if owned_containers:
@@ -133,8 +139,12 @@ class Topology:
         for ifname in self.host_links:
             # their peers may live in a namespace that is already being reaped;
             # deleting is still needed when the peer sits in an attached container
-            janitor().defer(lambda name=ifname: host().netlink.delete_link(name))
-        release(self._reserved)
+            janitor().delete_host_link(ifname)
+        for node, indexes in retired:
+            # usually gone already: deleting the host end took its peer along
+            janitor().defer(functools.partial(_delete_retired, node, indexes))
+        # the subnets are free again once their links are gone
+        janitor().defer(functools.partial(release, self._reserved))
         if errors:
             raise errors[0]
 
@@ -147,6 +157,15 @@ class Topology:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "up"
         return f"<Topology {self.label} {state} nodes={self.members()}>"
+
+
+def _delete_retired(node: ContainerNode, indexes: list[int]) -> None:
+    """Delete the links `retire()` took out of service, then let go of the namespace."""
+    try:
+        for idx in indexes:
+            node.netlink.delete_link(idx)
+    finally:
+        node.release()
 
 
 def live_topologies() -> list[Topology]:

@@ -9,6 +9,7 @@ green CI always means the Docker-backed tests ran.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -42,3 +43,21 @@ def docker_only(netns_backend: str) -> None:
     """For tests that only make sense with containers."""
     if netns_backend != "docker":
         pytest.skip("needs containers")
+
+
+@pytest.fixture
+def stable_host_firewall() -> Iterator[None]:
+    """For tests that compare the host's firewall before and after (shared lock)."""
+    from netcheck import host_firewall_lock
+
+    with host_firewall_lock():
+        yield
+
+
+@pytest.fixture
+def changes_host_firewall() -> Iterator[None]:
+    """For tests that change the host's firewall for a while (exclusive lock)."""
+    from netcheck import host_firewall_lock
+
+    with host_firewall_lock(exclusive=True):
+        yield

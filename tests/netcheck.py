@@ -9,9 +9,13 @@ code cannot hide behind itself.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import re
 import subprocess
+from collections.abc import Iterator
 from typing import Any
 
 from pytest_netns.nodes import Node
@@ -68,6 +72,26 @@ def host_pings(ip: str) -> bool:
     done = subprocess.run(["busybox", "ping", "-c", "1", "-W", "2", ip],
                           capture_output=True, timeout=10, check=False)
     return done.returncode == 0
+
+
+HOST_FIREWALL_LOCK = "/run/pytest-netns/test-host-firewall.lock"
+
+
+@contextlib.contextmanager
+def host_firewall_lock(exclusive: bool = False) -> Iterator[None]:
+    """Order tests that compare the host's firewall against those that change it.
+
+    Under xdist, a test that opts into the real uplink (and so adds host rules
+    for a while) must not overlap one that checks the host is left alone:
+    comparers share the lock, changers take it alone.
+    """
+    os.makedirs(os.path.dirname(HOST_FIREWALL_LOCK), exist_ok=True)
+    with open(HOST_FIREWALL_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def host_firewall() -> str:

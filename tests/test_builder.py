@@ -110,7 +110,7 @@ def test_command_runs_in_a_namespace_node(
 @pytest.fixture
 def user_container(netns_image: str, docker_only: None) -> Any:
     """A container started outside pytest-netns, as a user would."""
-    from pytest_netns.containers import docker_client
+    from pytest_netns.containers import docker_client, remove_container
 
     ctr = docker_client().containers.run(
         netns_image, DEFAULT_COMMAND, detach=True, network_mode="none", init=True,
@@ -118,7 +118,7 @@ def user_container(netns_image: str, docker_only: None) -> Any:
     )
     ctr.reload()
     yield ctr
-    ctr.remove(force=True)
+    remove_container(ctr)
 
 
 @pytest.mark.parametrize("handle", ["object", "id", "name"])
@@ -141,8 +141,10 @@ def test_attaching_a_stopped_container_is_a_clear_error(
     make_topology: Any, user_container: Any
 ) -> None:
     from pytest_netns import ContainerError
+    from pytest_netns.containers import teardown_lock
 
-    user_container.stop(timeout=1)
+    with teardown_lock():  # a container exit, like a removal, must not race another
+        user_container.stop(timeout=1)
     with pytest.raises(ContainerError, match="not running"):
         make_topology().attach(user_container)
 
@@ -153,14 +155,20 @@ def test_attach_a_testcontainers_container(
     os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
     from testcontainers.core.container import DockerContainer
 
+    from pytest_netns.containers import teardown_lock
+
     tc = DockerContainer(netns_image).with_command(DEFAULT_COMMAND).with_kwargs(
         network_mode="none", init=True)
-    with tc:
+    tc.start()
+    try:
         nat = make_nat_uplink(container=tc)
         assert nat.node.container.id == tc.get_wrapped_container().id
         assert pings(nat.node, nat.upstream_ip)
-        code, out = busybox(nat.node, "ip", "route")
+        _, out = busybox(nat.node, "ip", "route")
         assert f"default via {nat.router.interface('eth1').ip}" in out
+    finally:
+        with teardown_lock():
+            tc.stop()
 
 
 def test_unstarted_testcontainers_container_is_a_clear_error(

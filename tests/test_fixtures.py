@@ -218,7 +218,7 @@ def test_bridged_pair_bridge_lives_in_its_own_namespace(bridged_pair: BridgedPai
 
 
 def test_bridged_pair_works_under_forward_drop_without_touching_the_firewall(
-    make_bridged_pair: Any, netns_backend: str
+    stable_host_firewall: None, make_bridged_pair: Any, netns_backend: str
 ) -> None:
     before = host_firewall(), forwarding_sysctls()
     pair = make_bridged_pair()
@@ -261,7 +261,9 @@ def test_nat_uplink_router_has_no_route_off_the_machine(nat_uplink: NatUplink) -
     assert current_session().nft_table in ruleset
 
 
-def test_nat_uplink_leaves_host_firewall_and_sysctls_alone(make_nat_uplink: Any) -> None:
+def test_nat_uplink_leaves_host_firewall_and_sysctls_alone(
+    stable_host_firewall: None, make_nat_uplink: Any
+) -> None:
     before = host_firewall(), forwarding_sysctls()
     nat = make_nat_uplink()
     assert pings(nat.node, nat.upstream_ip)

@@ -20,7 +20,9 @@ def netns_backend() -> str:
     return "namespace"  # the host-side changes do not depend on the backend
 
 
-def test_real_uplink_installs_tagged_rules_and_restores_them(make_nat_uplink: Any) -> None:
+def test_real_uplink_installs_tagged_rules_and_restores_them(
+    changes_host_firewall: None, make_nat_uplink: Any
+) -> None:
     before = host_firewall(), forwarding_sysctls()
     nat = make_nat_uplink(real_uplink=True)
     tag = f"pytest-netns:{current_session().id}"
@@ -38,7 +40,9 @@ def test_real_uplink_installs_tagged_rules_and_restores_them(make_nat_uplink: An
     assert not [line for line in host_firewall().splitlines() if tag in line]
 
 
-def test_without_opt_in_the_host_is_untouched(make_nat_uplink: Any) -> None:
+def test_without_opt_in_the_host_is_untouched(
+    stable_host_firewall: None, make_nat_uplink: Any
+) -> None:
     before = host_firewall(), forwarding_sysctls()
     nat = make_nat_uplink()
     assert (host_firewall(), forwarding_sysctls()) == before
@@ -47,7 +51,7 @@ def test_without_opt_in_the_host_is_untouched(make_nat_uplink: Any) -> None:
 
 
 def test_a_crashed_sessions_uplink_is_restored_from_its_state_file(
-    make_host_only_link: Any,
+    changes_host_firewall: None, make_host_only_link: Any,
 ) -> None:
     # a real link to hang the rules on; the "crashed" session id is made up
     link = make_host_only_link()

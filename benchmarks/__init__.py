@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks of pytest-netns against the manual ways (see __main__.py)."""

@@ -1,0 +1,112 @@
+"""Run every benchmark side by side and regenerate benchmarks/RESULTS.md.
+
+    sudo /tmp/venv/bin/python -m benchmarks            # full run, a few minutes
+    sudo /tmp/venv/bin/python -m benchmarks --quick    # fewer repetitions
+    python -m benchmarks --only host_only,probe        # some suites; RESULTS.md untouched
+
+Run it from the repository root, as root, with a Docker engine running
+(the Docker rows are skipped without one). It prints each row as it is
+measured, then the whole table, and checks that everything it created is
+gone again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+
+from . import leaks, results
+from .context import IMAGE, Context
+from .harness import Row, table
+
+# (name, needs docker, suite). Start-up first, while the machine is quiet;
+# the 200-namespace build last but one: the kernel reaps those namespaces
+# in the background for a while, which would disturb what comes after.
+SUITES: list[tuple[str, bool, str]] = [
+    ("startup", False, "suite_process:import_overhead"),
+    ("host_only", True, "suite_links:host_only"),
+    ("namespace_pair", False, "suite_links:namespace_pair"),
+    ("container_pair", True, "suite_links:container_pair"),
+    ("probe", True, "suite_probes:probe_vs_exec"),
+    ("matrix", False, "suite_probes:matrix"),
+    ("containers20", True, "suite_scale:twenty_containers"),
+    ("scale200", False, "suite_scale:two_hundred"),
+    ("memory", False, "suite_process:peak_rss"),
+]
+
+
+def _load(target: str) -> Callable[[Context], None]:
+    module, func = target.split(":")
+    mod = __import__(f"{__package__}.{module}", fromlist=[func])
+    suite: Callable[[Context], None] = getattr(mod, func)
+    return suite
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    parser.add_argument("--only", default="",
+                        help="comma-separated suites: " + ",".join(s[0] for s in SUITES))
+    parser.add_argument("--no-write", action="store_true", help="leave RESULTS.md alone")
+    args = parser.parse_args(argv)
+    only = {s for s in args.only.split(",") if s}
+    unknown = only - {s[0] for s in SUITES}
+    if unknown:
+        parser.error(f"unknown suites {sorted(unknown)}")
+    if os.geteuid() != 0:
+        parser.error("run as root: the benchmarks create namespaces and links")
+
+    from pytest_netns.containers import docker_client, engine_available
+    from pytest_netns.images import ensure_image
+    from pytest_netns.lifecycle import finish_session, start_session
+
+    ctx = Context(rounds=7 if args.quick else 21, slow_rounds=3 if args.quick else 9)
+    if engine_available():
+        ctx.docker = docker_client()
+        ensure_image(ctx.docker, IMAGE)
+    ctx.session = start_session()
+    started = time.time()
+    print(f"pytest-netns benchmarks, run {ctx.tag}, session {ctx.session.id}"
+          f"{' (quick)' if args.quick else ''}", flush=True)
+    failed: list[str] = []
+    before: set[str] = set()
+    try:
+        before = leaks.snapshot(ctx)
+        for name, needs_docker, target in SUITES:
+            if only and name not in only:
+                continue
+            if needs_docker and ctx.docker is None:
+                ctx.add(Row(name, "skipped", "", note="no Docker engine answers"))
+                continue
+            print(f"[{name}]", flush=True)
+            try:
+                _load(target)(ctx)
+            except Exception as exc:
+                traceback.print_exc()
+                failed.append(name)
+                ctx.add(Row(name, "FAILED", "", note=f"{type(exc).__name__}: {exc}"[:200]))
+    finally:
+        problems = finish_session(ctx.session)
+        left = leaks.compare(ctx, before)
+    elapsed = time.time() - started
+    print()
+    print(table(ctx.rows, markdown=False))
+    print()
+    missed = [r for r in ctx.rows if r.met is False]
+    print(f"targets met: {sum(1 for r in ctx.rows if r.met)}, missed: {len(missed)}; "
+          f"took {elapsed:.0f} s")
+    print("cleanup: " + ("nothing left behind" if not (left or problems)
+                         else f"LEFT BEHIND {left} {problems}"))
+    if not args.no_write and not only:
+        path = results.write(ctx, elapsed, args.quick, left + problems)
+        print(f"wrote {path}")
+    return 1 if failed or left or problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""The `pytest-netns` command: doctor, cleanup, image.
+
+Each subcommand is a thin front for a library call, so what the command does
+is exactly what the plugin does. Errors the package raises are printed as
+one line naming the problem and its fix, with exit status 1; a traceback
+would only bury that line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from .errors import NetnsError
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from .doctor import main
+
+    return main()
+
+
+def _cleanup(args: argparse.Namespace) -> int:
+    from .namespaces import require_privileges
+    from .reaper import sweep
+
+    require_privileges()
+    lines = sweep(include_kept=True, session_id=args.session)
+    for line in lines:
+        print(line)
+    print(f"pytest-netns cleanup: removed {len(lines)} leftover(s) of dead or kept sessions")
+    return 0
+
+
+def _image(args: argparse.Namespace) -> int:
+    from .containers import docker_client
+    from .images import BARE_IMAGE, DEFAULT_IMAGE, build_image, find_static_busybox
+
+    tag = args.tag or (BARE_IMAGE if args.bare else DEFAULT_IMAGE)
+    busybox = find_static_busybox()
+    image_id = build_image(docker_client(), tag=tag, bare=args.bare)
+    contents = "only /bin/busybox" if args.bare else "busybox with its applet links in /bin"
+    print(f"built {tag} ({image_id}) from {busybox}: {contents}")
+    return 0
+
+
+COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
+    "doctor": ("what this host supports and what is missing (exit 1 if unusable)", _doctor),
+    "cleanup": ("remove what crashed or kept sessions left behind", _cleanup),
+    "image": ("build the local test image from the host's static busybox, no registry",
+              _image),
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="pytest-netns",
+        description="Network topologies for pytest: check this host, clean up, build images.",
+    )
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (help_text, _) in COMMANDS.items():
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        if name == "cleanup":
+            cmd.add_argument("--session", metavar="ID", help="only this session's leftovers "
+                             "(its 6-hex id, as in /run/netns/pytest-netns-<id>-...)")
+        if name == "image":
+            cmd.add_argument("--tag", help="image tag (default: pytest-netns/busybox:1, or "
+                             "pytest-netns/bare:1 with --bare)")
+            cmd.add_argument("--bare", action="store_true",
+                             help="only /bin/busybox: no shell, no applet links")
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command][1](args)
+    except NetnsError as exc:
+        print(f"pytest-netns {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,492 @@
+"""Probe sockets that live inside each node's namespace, and one reader for all.
+
+scapy's own send/receive functions consult its global `conf` (routes,
+interfaces), which describes the namespace scapy was imported in and is
+wrong everywhere else. So scapy here only builds and parses packets; the
+sockets are opened on the node's namespace thread (a socket keeps the
+namespace it was created in for its whole life) and then used from any
+thread:
+
+- one raw ICMP socket per node sends echo requests and receives every ICMP
+  message that reaches the namespace: echo replies and the errors that quote
+  our TCP and UDP probes;
+- one raw TCP socket per node sends SYNs and receives SYN/ACKs and RSTs
+  (a BPF filter drops everything else in the kernel); the source port is
+  reserved by a bound, non-listening TCP socket, so nothing else in the
+  namespace uses it, and the kernel answers the SYN/ACK with a RST;
+- UDP probes use ordinary bound UDP sockets, pooled.
+
+Sockets are opened once per node and reused, so a probe costs a few packets
+and no thread hop. A single receiver thread waits on all of them (epoll) and
+hands each answer to the probe whose key it matches: ICMP id, or TCP/UDP
+ports, plus the peer address, so concurrent probes never take each other's
+answers. The sockets pin their namespace, so they are closed when the node
+is released (`nodes.RELEASE_HOOKS`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import random
+import socket
+import struct
+import threading
+import time
+import weakref
+from collections.abc import Callable
+
+from .errors import EgressError, NetnsError
+from .nodes import RELEASE_HOOKS, HostNode, Node
+from .probe_receiver import RECEIVER, Batch, Key, Pending, Scapy
+from .probe_result import SILENT
+from .probe_route import NoRoute, Route, RouteLookup
+
+SOL_RAW = 255
+ICMP_FILTER = 1
+SO_ATTACH_FILTER = 26
+# ICMP types the raw socket keeps: echo reply, destination unreachable, time exceeded
+_ICMP_KEEP = (0, 3, 11)
+# classic BPF over the IP packet: keep TCP segments with RST, or with SYN and ACK
+_TCP_BPF = (
+    (0xB1, 0, 0, 0),  # ldxb 4*([0]&0xf)       x = IP header length
+    (0x50, 0, 0, 13),  # ldb [x+13]             TCP flags
+    (0x45, 2, 0, 0x04),  # jset #RST -> accept
+    (0x54, 0, 0, 0x12),  # and #(SYN|ACK)
+    (0x15, 0, 1, 0x12),  # jeq #(SYN|ACK) -> accept, else drop
+    (0x06, 0, 0, 0x40000),  # accept
+    (0x06, 0, 0, 0),  # drop
+)
+ECHO_PAYLOAD = b"pytest-netns"
+POOL_BATCH = 8
+POOL_MAX = 64
+
+_UNREACH = {
+    0: "net unreachable",
+    1: "host unreachable",
+    2: "protocol unreachable",
+    3: "port unreachable",
+    4: "fragmentation needed",
+    5: "source route failed",
+    6: "destination network unknown",
+    7: "destination host unknown",
+    9: "network administratively prohibited",
+    10: "host administratively prohibited",
+    11: "network unreachable for TOS",
+    12: "host unreachable for TOS",
+    13: "communication administratively prohibited",
+}
+
+# -- sockets inside one namespace -------------------------------------------
+
+
+def _open_icmp() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                         socket.IPPROTO_ICMP)
+    keep = 0
+    for t in _ICMP_KEEP:
+        keep |= 1 << t
+    sock.setsockopt(SOL_RAW, ICMP_FILTER, struct.pack("I", ~keep & 0xFFFFFFFF))
+    sock.setblocking(False)
+    return sock
+
+
+def _open_tcp() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                         socket.IPPROTO_TCP)
+    code = b"".join(struct.pack("HBBI", *ins) for ins in _TCP_BPF)
+    buf = ctypes.create_string_buffer(code)
+    prog = struct.pack("HL", len(_TCP_BPF), ctypes.addressof(buf))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, prog)
+    sock.setblocking(False)
+    return sock
+
+
+def _bound(kind: int, count: int) -> list[socket.socket]:
+    """`count` sockets bound to free ports (UDP to probe with, TCP to reserve a port)."""
+    out = []
+    for _ in range(count):
+        sock = socket.socket(socket.AF_INET, kind | socket.SOCK_CLOEXEC)
+        sock.bind(("0.0.0.0", 0))
+        sock.setblocking(False)
+        out.append(sock)
+    return out
+
+
+def _source_for(dst: str) -> str:
+    """The source address the kernel picks for `dst` (run on the namespace thread)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.connect((dst, 9))
+        return str(sock.getsockname()[0])
+
+
+_IDENTS = itertools.count(random.randrange(1, 0xFFFF))
+
+
+class Prober:
+    """The probe sockets of one node, opened inside its namespace once and reused."""
+
+    def __init__(self, node: Node) -> None:
+        self.name = node.name
+        self.thread = node.thread
+        self._node = weakref.ref(node)
+        self._is_host = isinstance(node, HostNode)
+        self._lock = threading.Lock()
+        self._pending: dict[Key, Pending] = {}
+        self._ifnames: dict[int, str] = {}
+        self._allowed_seen: frozenset[str] = frozenset()
+        self._udp_pool: list[socket.socket] = []
+        self._port_pool: list[socket.socket] = []
+        self._tcp: socket.socket | None = None
+        self._closed = False
+        self._routes = self.thread.call(RouteLookup)
+        self._icmp = self.thread.call(_open_icmp)
+        RECEIVER.register(self._icmp, self._on_icmp)
+
+    # -- the egress guard ---------------------------------------------------
+
+    def allowed_ifnames(self) -> frozenset[str]:
+        """Interfaces a topology created here (plus lo): the only ones probes may use."""
+        names = {"lo"}
+        if self._is_host:
+            from .topology import live_topologies
+
+            for topo in live_topologies():
+                names.update(topo.host_links)
+        else:
+            node = self._node()
+            if node is not None:
+                names.update(i.ifname for i in node.interfaces)
+        return frozenset(names)
+
+    def route(self, dst: str) -> Route | NoRoute:
+        """The route to `dst`, or EgressError when it leaves through a foreign interface."""
+        found = self._routes.get(dst)
+        if isinstance(found, NoRoute):
+            return found
+        allowed = self.allowed_ifnames()
+        ifname = self._ifname(found.oif, allowed)
+        if ifname not in allowed:
+            via = f" via {found.gateway}" if found.gateway else ""
+            raise EgressError(
+                f"refusing to probe {dst} from {self.name}: the route leaves through "
+                f"{ifname!r}{via}, an interface that no pytest-netns topology created, so the "
+                f"probe could leave this machine; nothing was sent. Probe addresses inside "
+                f"your topology (interfaces a topology made here: {sorted(allowed)})"
+            )
+        return found
+
+    def _ifname(self, oif: int, allowed: frozenset[str]) -> str:
+        with self._lock:
+            if allowed != self._allowed_seen:  # links came or went: indexes may be stale
+                self._ifnames.clear()
+                self._allowed_seen = allowed
+            name = self._ifnames.get(oif)
+        if name is None:
+            try:
+                name = str(self.thread.call(socket.if_indextoname, oif))
+            except OSError:
+                name = f"ifindex {oif}"
+            with self._lock:
+                self._ifnames[oif] = name
+        return name
+
+    # -- starting probes ----------------------------------------------------
+
+    def _register(self, pending: Pending, make_key: Callable[[], Key]) -> None:
+        with self._lock:
+            if self._closed:
+                raise NetnsError(f"node {self.name!r} was released while probing from it")
+            key = make_key()
+            while key in self._pending:
+                key = make_key()
+            pending.key = key
+            self._pending[key] = pending
+
+    def forget(self, pending: Pending) -> None:
+        with self._lock:
+            if pending.key is not None and self._pending.get(pending.key) is pending:
+                del self._pending[pending.key]
+
+    def _lookup(self, key: Key) -> Pending | None:
+        with self._lock:
+            return self._pending.get(key)
+
+    def start_icmp(self, dst: str, batch: Batch) -> Pending:
+        pending = Pending(self, "icmp", dst, None, None, batch)
+        self._register(pending, lambda: ("icmp", dst, next(_IDENTS) % 0xFFFF + 1))
+        assert pending.key is not None
+        ident = pending.key[2]
+        inet = Scapy.get()
+        icmp = self._icmp
+
+        def send(p: Pending) -> None:
+            packet = bytes(inet.ICMP(type=8, id=ident, seq=len(p.sends) + 1)
+                           / inet.Raw(ECHO_PAYLOAD))
+            p.sends.append(time.perf_counter())
+            icmp.sendto(packet, (dst, 0))
+
+        pending.sender = send
+        return pending
+
+    def start_tcp(self, route: Route, port: int, batch: Batch) -> Pending:
+        dst = route.dst
+        pending = Pending(self, "tcp", dst, port, None, batch)
+        reserved = self._take(self._port_pool, socket.SOCK_STREAM)
+        sport = int(reserved.getsockname()[1])
+        pending.cleanup = lambda: self._give(self._port_pool, reserved)
+        try:
+            self._register(pending, lambda: ("tcp", dst, port, sport))
+            isn = random.randrange(1, 0xFFFFFFFF)
+            pending.isn = isn
+            src = route.src or self.thread.call(_source_for, dst)
+            inet = Scapy.get()
+            segment = bytes(inet.IP(src=src, dst=dst)
+                            / inet.TCP(sport=sport, dport=port, flags="S", seq=isn,
+                                       window=64240))[20:]
+            raw = self._tcp_socket()
+        except BaseException:
+            pending.finish(0)
+            raise
+
+        def send(p: Pending) -> None:
+            p.sends.append(time.perf_counter())
+            raw.sendto(segment, (dst, 0))
+
+        pending.sender = send
+        return pending
+
+    def start_udp(self, dst: str, port: int, payload: bytes, batch: Batch) -> Pending:
+        pending = Pending(self, "udp", dst, port, None, batch)
+        sock = self._take(self._udp_pool, socket.SOCK_DGRAM)
+        sport = int(sock.getsockname()[1])
+
+        reading = threading.Lock()  # held while the receiver reads this socket
+
+        def cleanup() -> None:
+            with reading:  # after this, no late read can take the next probe's reply
+                pending.closed = True
+                RECEIVER.unregister(sock)
+            self._give(self._udp_pool, sock)
+
+        pending.cleanup = cleanup
+        try:
+            self._register(pending, lambda: ("udp", dst, port, sport))
+            RECEIVER.register(sock, lambda s: self._on_udp(s, pending, reading))
+        except BaseException:
+            pending.finish(0)
+            raise
+
+        def send(p: Pending) -> None:
+            p.sends.append(time.perf_counter())
+            sock.sendto(payload, (dst, port))
+
+        pending.sender = send
+        return pending
+
+    # -- pools --------------------------------------------------------------
+
+    def _take(self, pool: list[socket.socket], kind: int) -> socket.socket:
+        with self._lock:
+            if self._closed:
+                raise NetnsError(f"node {self.name!r} was released while probing from it")
+            if pool:
+                return pool.pop()
+        fresh = self.thread.call(_bound, kind, POOL_BATCH)
+        with self._lock:
+            if not self._closed:
+                pool.extend(fresh[1:])
+                return fresh[0]
+        for sock in fresh:  # released meanwhile: keep nothing that pins the namespace
+            sock.close()
+        raise NetnsError(f"node {self.name!r} was released while probing from it")
+
+    def _give(self, pool: list[socket.socket], sock: socket.socket) -> None:
+        if sock.type == socket.SOCK_DGRAM:
+            _drain(sock)
+        with self._lock:
+            if not self._closed and len(pool) < POOL_MAX:
+                pool.append(sock)
+                return
+        sock.close()
+
+    def _tcp_socket(self) -> socket.socket:
+        with self._lock:
+            raw = self._tcp
+        if raw is None:
+            raw = self.thread.call(_open_tcp)
+            with self._lock:
+                if self._tcp is None and not self._closed:
+                    self._tcp = raw
+                    RECEIVER.register(raw, self._on_tcp)
+                else:
+                    raw.close()
+                    if self._tcp is None:
+                        raise NetnsError(f"node {self.name!r} was released while probing")
+                    raw = self._tcp
+        return raw
+
+    # -- answers (on the receiver thread) -------------------------------------
+
+    def _on_icmp(self, sock: socket.socket) -> None:
+        while True:
+            try:
+                data = sock.recv(65535)
+            except BlockingIOError:
+                return
+            self._icmp_packet(data)
+
+    def _icmp_packet(self, data: bytes) -> None:
+        if len(data) < 28:
+            return
+        ihl = (data[0] & 0x0F) * 4
+        kind = data[ihl]
+        peer = socket.inet_ntoa(data[12:16])
+        if kind == 0:
+            ident = int.from_bytes(data[ihl + 4 : ihl + 6], "big")
+            pending = self._lookup(("icmp", peer, ident))
+            if pending is None:
+                return  # someone else's echo reply: not worth parsing
+            echo = Scapy.get().IP(data)[1]
+            seq = int(echo.seq)
+            if bytes(echo.payload) != ECHO_PAYLOAD or not 1 <= seq <= len(pending.sends):
+                return
+            pending.resolve("reply", f"echo reply from {peer}, seq {seq}",
+                            sent_at=pending.sends[seq - 1])
+            return
+        inet = Scapy.get()
+        packet = inet.IP(data)
+        quoted = packet.getlayer(inet.IPerror)
+        if quoted is None:
+            return
+        inner = quoted.payload
+        if quoted.proto == 1 and isinstance(inner, inet.ICMPerror):
+            key: Key = ("icmp", quoted.dst, int(inner.id))
+        elif quoted.proto == 6 and isinstance(inner, inet.TCPerror):
+            key = ("tcp", quoted.dst, int(inner.dport), int(inner.sport))
+        elif quoted.proto == 17 and isinstance(inner, inet.UDPerror):
+            key = ("udp", quoted.dst, int(inner.dport), int(inner.sport))
+        else:
+            return
+        pending = self._lookup(key)
+        if pending is None:
+            return
+        icmp = packet[inet.ICMP]
+        if kind == 11:
+            what = "time exceeded (TTL ran out: a routing loop?)"
+        else:
+            what = _UNREACH.get(int(icmp.code), f"unreachable, code {icmp.code}")
+        state = "unreachable"
+        if pending.proto == "udp" and kind == 3 and icmp.code == 3:
+            if peer == quoted.dst:
+                state = "closed"
+            else:
+                what += " (sent by a hop on the path, not by the destination)"
+        pending.resolve(state, f"ICMP {what} from {peer}")
+
+    def _on_tcp(self, sock: socket.socket) -> None:
+        while True:
+            try:
+                data = sock.recv(65535)
+            except BlockingIOError:
+                return
+            if len(data) < 40:
+                continue
+            ihl = (data[0] & 0x0F) * 4
+            peer = socket.inet_ntoa(data[12:16])
+            their, ours = struct.unpack_from("!HH", data, ihl)
+            pending = self._lookup(("tcp", peer, their, ours))
+            if pending is None:
+                continue
+            segment = Scapy.get().IP(data)[1]
+            if int(segment.ack) != (pending.isn + 1) & 0xFFFFFFFF:
+                continue  # an answer to an earlier probe that used this port
+            flags = int(segment.flags)
+            if flags & 0x04:
+                pending.resolve("closed", f"RST from {peer}")
+            elif flags & 0x12 == 0x12:
+                pending.resolve("open", f"SYN/ACK from {peer}")
+
+    def _on_udp(self, sock: socket.socket, pending: Pending, reading: threading.Lock) -> None:
+        with reading:
+            while not pending.closed:
+                try:
+                    data, addr = sock.recvfrom(65535)
+                except BlockingIOError:
+                    return
+                except ConnectionError:
+                    continue  # ICMP errors are read, with their sender, on the raw socket
+                if addr == (pending.dst, pending.port):
+                    pending.resolve("open", f"{len(data)}-byte reply from {addr[0]}:{addr[1]}")
+
+    # -- lifetime -------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close every socket (they pin the namespace); answer what is still waiting."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            waiting = list(self._pending.values())
+            socks = [self._icmp, *self._udp_pool, *self._port_pool]
+            if self._tcp is not None:
+                socks.append(self._tcp)
+            self._udp_pool.clear()
+            self._port_pool.clear()
+        for pending in waiting:
+            pending.resolve(SILENT[pending.proto],
+                            f"node {self.name!r} was released while the probe waited")
+        for sock in socks:
+            RECEIVER.unregister(sock)
+            sock.close()
+        self._routes.close()
+
+
+def _drain(sock: socket.socket) -> None:
+    while True:
+        try:
+            sock.recv(65535)
+        except BlockingIOError:
+            return
+        except OSError:
+            continue
+
+
+# -- one prober per node ------------------------------------------------------
+
+_PROBERS: weakref.WeakKeyDictionary[Node, Prober] = weakref.WeakKeyDictionary()
+_PROBERS_LOCK = threading.Lock()
+
+
+def prober_for(node: Node) -> Prober:
+    """The node's prober, opened on first use."""
+    with _PROBERS_LOCK:
+        prober = _PROBERS.get(node)
+        if prober is not None:
+            return prober
+        if getattr(node, "released", False):
+            raise NetnsError(
+                f"cannot probe from node {node.name!r}: it was released (its topology is "
+                "closed); probe from a node of a topology that is still up"
+            )
+        prober = Prober(node)
+        _PROBERS[node] = prober
+        weakref.finalize(node, prober.close)
+        return prober
+
+
+def release_prober(node: Node) -> None:
+    """Close the node's probe sockets, so they do not keep its namespace alive."""
+    with _PROBERS_LOCK:
+        prober = _PROBERS.pop(node, None)
+    if prober is not None:
+        prober.close()
+
+
+def open_probers() -> list[str]:
+    """Names of the nodes whose probe sockets are open (for tests and reports)."""
+    with _PROBERS_LOCK:
+        return [p.name for p in _PROBERS.values()]
+
+
+RELEASE_HOOKS.append(release_prober)

@@ -1,0 +1,154 @@
+"""Reachability probes sent from inside any node, and assertions built on them.
+
+Users need to know what can and cannot talk to what, quickly and
+truthfully, without installing tools into their images: a node whose image
+has nothing but /bin/busybox is as probeable as any other. Packets are built
+and parsed with scapy's inet layers (imported on first use, never at plugin
+load) and sent through sockets opened inside the source's namespace
+(`probe_sockets`); before anything is sent, the source's route to the
+destination is looked up and a route that leaves through an interface no
+topology created (the host's eth0, docker0, ...) raises EgressError.
+
+`src` is a Node or "host" (the namespace pytest runs in); `dst` is an IPv4
+address, a Node (its `.ip`), or "host" (the host's address on a link it
+shares with `src`).
+
+Answers are told apart (see `ProbeResult.state`): "no-route" is decided in
+the source before anything is sent; an ICMP error names the hop that sent
+it; silence is only called silence after resends within the window. Routers
+and hosts rate-limit the ICMP errors they send (net.ipv4.icmp_ratelimit,
+per namespace), so a burst of probes that each draw an error can meet
+silence after the first few; set that sysctl to 0 in a router you own when a
+test needs every error.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .matrix import ReachabilityMatrix, reachability_matrix
+from .probe_engine import (
+    PROBE_STATS,
+    check_attempts,
+    describe,
+    observers,
+    probe_one,
+    retry_window,
+)
+from .probe_result import ProbeResult
+
+__all__ = [
+    "PROBE_STATS",
+    "ProbeResult",
+    "ReachabilityMatrix",
+    "assert_reachable",
+    "assert_unreachable",
+    "observers",
+    "ping",
+    "probe",
+    "probe_tcp",
+    "probe_udp",
+    "reachability_matrix",
+]
+
+
+def ping(src: object, dst: object, timeout: float = 1.0) -> ProbeResult:
+    """ICMP echo from `src` to `dst`: state reply, no-route, unreachable or timeout."""
+    return probe_one(src, dst, "icmp", None, timeout)
+
+
+def probe_tcp(src: object, dst: object, port: int, timeout: float = 1.0) -> ProbeResult:
+    """A TCP SYN: open (SYN/ACK), closed (RST), filtered (silence), no-route or unreachable."""
+    return probe_one(src, dst, "tcp", port, timeout)
+
+
+def wait_for_tcp(
+    src: object, dst: object, port: int, timeout: float = 10.0, interval: float = 0.05
+) -> ProbeResult:
+    """Probe until `port` answers open, or `timeout` passes; return the last result.
+
+    A server just started in a node (`node.spawn(...)`) needs a moment before
+    it listens, and until then a probe truthfully says `closed`. This waits for
+    that moment instead of a fixed sleep.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe_tcp(src, dst, port, timeout=min(1.0, timeout))
+        if result.ok or time.monotonic() + interval > deadline:
+            return result
+        time.sleep(interval)
+
+
+def probe_udp(
+    src: object, dst: object, port: int, timeout: float = 1.0, payload: bytes = b"pytest-netns"
+) -> ProbeResult:
+    """A UDP datagram: open (a reply), closed (ICMP port unreachable from the
+    destination), open|filtered (silence), no-route or unreachable."""
+    return probe_one(src, dst, "udp", port, timeout, payload)
+
+
+def probe(
+    src: object, dst: object, port: int | None = None, proto: str | None = None,
+    timeout: float = 1.0,
+) -> ProbeResult:
+    """Any of the three: ICMP without a port, TCP with one, unless `proto` says otherwise."""
+    return probe_one(src, dst, proto, port, timeout)
+
+
+def _what(src: object, result: ProbeResult) -> str:
+    return f"{describe(src)} -> {result.target} over {result.service}"
+
+
+def assert_reachable(
+    src: object,
+    dst: object,
+    port: int | None = None,
+    proto: str | None = None,
+    timeout: float = 1.0,
+    attempts: int = 2,
+) -> ProbeResult:
+    """Assert that `src` reaches `dst` (echo reply, or an open port); return the result.
+
+    A failed probe is repeated (`attempts` in all) before the verdict is final:
+    the first packets after a link comes up may be lost, and the kernel resends
+    a lost ARP request only after a second, so a repeat waits at least that long.
+    """
+    __tracebackhide__ = True
+    check_attempts(attempts)
+    result = probe_one(src, dst, proto, port, timeout)
+    tries = 1
+    while not result.ok and tries < attempts:
+        result = probe_one(src, dst, proto, port, retry_window(timeout))
+        tries += 1
+    if not result.ok:
+        raise AssertionError(
+            f"expected {_what(src, result)} to be reachable, but observed {result.state}: "
+            f"{result.detail} ({tries} attempt(s))"
+        )
+    return result
+
+
+def assert_unreachable(
+    src: object,
+    dst: object,
+    port: int | None = None,
+    proto: str | None = None,
+    timeout: float = 1.0,
+    attempts: int = 2,
+) -> ProbeResult:
+    """Assert that `src` does not reach `dst`; return the result (which says why not).
+
+    No route, an ICMP error or a RST are final at once. Silence is probed
+    again (`attempts` windows in all), because a packet lost right after a
+    link came up looks exactly like isolation. For UDP, silence
+    ("open|filtered") counts as unreachable: no answer came back.
+    """
+    __tracebackhide__ = True
+    result = probe_one(src, dst, proto, port, timeout, attempts=attempts)
+    if result.ok:
+        rtt = f" in {result.rtt_ms:.2f} ms" if result.rtt_ms is not None else ""
+        raise AssertionError(
+            f"expected {_what(src, result)} to be unreachable, but observed {result.state}"
+            f"{rtt}: {result.detail}"
+        )
+    return result
