@@ -4,12 +4,19 @@ The docker SDK's `networks.create`, `connect`, `disconnect` and `remove`,
 and a user-defined bridge network with containers run on it. Every network
 and container carries the benchmark's tag in its name and a label, so only
 our own objects are ever removed.
+
+Teardown steps (disconnect, container and network removal) run under
+pytest-netns's machine-wide teardown lock, as the library's own removals do:
+Docker 20.10 can deadlock its daemon when two endpoint teardowns overlap
+(see `containers.teardown_lock`). Both sides of a comparison pay for it.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+from pytest_netns.containers import remove_container, teardown_lock
 
 LABEL = "pytest-netns.benchmark"
 
@@ -20,9 +27,11 @@ def network_round_trip(client: Any, container: Any, tag: str, n: int) -> None:
                                  labels={LABEL: tag})
     try:
         net.connect(container)
-        net.disconnect(container)
+        with teardown_lock():
+            net.disconnect(container)
     finally:
-        net.remove()
+        with teardown_lock():
+            net.remove()
 
 
 def bridged_pair(client: Any, image: str, command: list[str], tag: str, n: int,
@@ -51,8 +60,9 @@ def bridged_pair(client: Any, image: str, command: list[str], tag: str, n: int,
             run("b")
     finally:
         for ctr in started:
-            ctr.remove(force=True)
-        net.remove()
+            remove_container(ctr)
+        with teardown_lock():
+            net.remove()
 
 
 def exec_ping(container: Any, ip: str) -> bool:

@@ -46,16 +46,21 @@ def timed(fn: Callable[[], object]) -> float:
 
 
 def interleave(
-    rounds: int, warmup: int, **contenders: Callable[[], float | None]
+    rounds: int, warmup: int, settle: float = 0.0, **contenders: Callable[[], float | None]
 ) -> dict[str, Sample]:
     """Run each contender once per round, alternating; return their samples.
 
     A contender returns the seconds it wants recorded (so it can exclude its
-    own preparation), or None to have its whole call timed.
+    own preparation), or None to have its whole call timed. `settle` seconds
+    of idle come before each call, so that work a contender leaves running
+    in the background (dockerd finishing an exec, the kernel reaping a
+    namespace) is not charged to whoever runs next.
     """
     samples = {name: Sample() for name in contenders}
     for i in range(warmup + rounds):
         for name, fn in contenders.items():
+            if settle:
+                time.sleep(settle)
             started = time.perf_counter()
             got = fn()
             took = time.perf_counter() - started if got is None else got

@@ -18,6 +18,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from pytest_netns.containers import remove_container
+
 from . import cli_recipes, docker_native
 from .context import IMAGE, SLEEP, Context
 from .harness import Row, Sample, absolute, compare, fmt_s, interleave
@@ -118,7 +120,7 @@ def host_only(ctx: Context) -> None:
             max(ctx.rounds, 20), drain))
     finally:
         ctx.release_subnet(subnet)
-        ctr.remove(force=True)
+        remove_container(ctr)
 
 
 def make_closer(make: Any) -> Any:

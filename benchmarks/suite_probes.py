@@ -17,6 +17,8 @@ from .context import IMAGE, SLEEP, Context
 from .harness import absolute, compare, interleave
 from .profiling import report
 
+SETTLE = 0.05  # idle before each call: dockerd finishes an exec after it has answered
+
 
 def probe_vs_exec(ctx: Context) -> None:
     from pytest_netns import recipes
@@ -43,7 +45,7 @@ def probe_vs_exec(ctx: Context) -> None:
             subprocess.run(["docker", "exec", ctr.id, "ping", "-c1", "-W1", pair.b_ip],
                            check=True, capture_output=True)
 
-        samples = interleave(ctx.rounds, 3, ours=ours, sdk=sdk, cli=cli)
+        samples = interleave(ctx.rounds, 3, SETTLE, ours=ours, sdk=sdk, cli=cli)
         ctx.add(compare(group, "ping a->b vs `docker exec ping -c1` (CLI)", samples["ours"],
                         samples["cli"], 25))
         ctx.add(compare(group, "ping a->b vs docker SDK exec_run(ping -c1)", samples["ours"],

@@ -590,6 +590,7 @@ class TopologyBuilder:
             sw.netlink.add_veth(f"p{port}", ifname, node.netns_fd(), master=bridge)
             self._record(node, ifname, seg.name, ip, net.prefixlen)
             node.netlink.configure(ifname, ip, net.prefixlen, self._tag(node))
+            sw.netlink.activate(f"p{port}")  # its carrier came on with the node's end
             members.append((node.name, ifname, ip))
         return members
 
@@ -606,14 +607,17 @@ class TopologyBuilder:
             self._record(node, if0, seg.name, ips[0], net.prefixlen)
             host().netlink.configure(host_if, ips[1], net.prefixlen)
             node.netlink.configure(if0, ips[0], net.prefixlen, self._tag(node))
+            host().netlink.activate(host_if)  # its carrier came on with the node's end
             return [(node.name, if0, ips[0]), (HOST, host_if, ips[1])]
         peer = topo.nodes[e1.node]
         if1 = e1.ifname or self._next_ifname(peer)
         node.netlink.add_veth(if0, if1, peer.netns_fd(), alias=self._tag(node))
         self._record(node, if0, seg.name, ips[0], net.prefixlen)
         self._record(peer, if1, seg.name, ips[1], net.prefixlen)
-        node.netlink.configure(if0, ips[0], net.prefixlen)
+        # the peer first: bringing it up turns both carriers on, and configuring
+        # the creator's end afterwards applies that change on its side at once
         peer.netlink.configure(if1, ips[1], net.prefixlen, self._tag(peer))
+        node.netlink.configure(if0, ips[0], net.prefixlen)
         return [(node.name, if0, ips[0]), (peer.name, if1, ips[1])]
 
     def _build_stub(

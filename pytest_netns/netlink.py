@@ -12,9 +12,12 @@ when one is needed, never when the plugin loads.
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import fcntl
 import os
 import socket
+import struct
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -42,6 +45,30 @@ def _netlink_errno(exc: BaseException) -> int | None:
     if exceptions is not None and isinstance(exc, exceptions.NetlinkError):
         return int(exc.code)
     return None
+
+
+SIOCETHTOOL = 0x8946
+ETHTOOL_GLINK = 0x0A
+
+
+def _sync_link_state(ifname: str) -> None:
+    """Make the kernel act on a pending carrier change of `ifname` now.
+
+    The kernel applies carrier changes (and with them the device's real
+    qdisc) from its linkwatch worker, which may wait up to a second when the
+    event is not "urgent". A veth whose ifindex equals its peer's (`eth1` =
+    index 2 in two fresh namespaces) is such a case, and until then it drops
+    what it is given: 3-5% of first pings after a build were lost that way.
+    ETHTOOL_GLINK runs the pending event for that one device at once. Call it
+    on the namespace's thread; kinds without ethtool support are skipped.
+    """
+    value = ctypes.create_string_buffer(struct.pack("II", ETHTOOL_GLINK, 0))
+    ifreq = struct.pack("16sP", ifname.encode(), ctypes.addressof(value)) + b"\0" * 16
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            fcntl.ioctl(sock.fileno(), SIOCETHTOOL, ifreq)
+        except OSError:
+            pass
 
 
 def _index_of(ifname: str) -> int | None:
@@ -189,9 +216,14 @@ class Netlink:
             rt.set_link(idx, up=True, alias=alias or None)
             if address:
                 self._add_address(rt, idx, address, prefixlen)
+            _sync_link_state(ifname)
             return idx
 
         return self._do_raw(f"configure {ifname} with {address}/{prefixlen}", run)
+
+    def activate(self, ifname: str) -> None:
+        """Apply a pending carrier change now (see `_sync_link_state`)."""
+        self.thread.call(_sync_link_state, ifname)
 
     def set_up(self, *indexes: int) -> None:
         def run(rt: Rtnl) -> None:
