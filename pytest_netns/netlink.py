@@ -12,6 +12,7 @@ when one is needed, never when the plugin loads.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import fcntl
@@ -64,11 +65,9 @@ def _sync_link_state(ifname: str) -> None:
     """
     value = ctypes.create_string_buffer(struct.pack("II", ETHTOOL_GLINK, 0))
     ifreq = struct.pack("16sP", ifname.encode(), ctypes.addressof(value)) + b"\0" * 16
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        try:
-            fcntl.ioctl(sock.fileno(), SIOCETHTOOL, ifreq)
-        except OSError:
-            pass
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock, \
+            contextlib.suppress(OSError):
+        fcntl.ioctl(sock.fileno(), SIOCETHTOOL, ifreq)
 
 
 def _index_of(ifname: str) -> int | None:
