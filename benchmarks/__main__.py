@@ -1,7 +1,7 @@
 """Run every benchmark side by side and regenerate benchmarks/RESULTS.md.
 
-    sudo /tmp/venv/bin/python -m benchmarks            # full run, a few minutes
-    sudo /tmp/venv/bin/python -m benchmarks --quick    # fewer repetitions
+    sudo .venv/bin/python -m benchmarks            # full run, a few minutes
+    sudo .venv/bin/python -m benchmarks --quick    # fewer repetitions
     python -m benchmarks --only host_only,probe        # some suites; RESULTS.md untouched
 
 Run it from the repository root, as root, with a Docker engine running

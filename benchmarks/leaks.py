@@ -14,7 +14,9 @@ import subprocess
 
 from .context import Context
 
-NETSTATE = "/work/shared/tools/netstate"
+# the shared tool sits beside the checkout (../shared), as CI lays it out
+NETSTATE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "shared", "tools", "netstate")
 
 
 def _lines() -> set[str]:

@@ -98,7 +98,7 @@ def write(ctx: Context, elapsed: float, quick: bool, left: list[str]) -> str:
     ]
     lines += [f"- {r.group}: {r.what}: {r.note}" for r in ctx.rows if r.note]
     lines += ["", "Cleanup: " + ("every object this run created was gone at the end "
-                                 "(checked with /work/shared/tools/netstate and the Docker "
+                                 "(checked with ../shared/tools/netstate and the Docker "
                                  "API, on this run's own objects)." if not left
                                  else f"LEFT BEHIND: {left}"), ""]
     with open(ANALYSIS) as f:

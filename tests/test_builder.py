@@ -180,3 +180,21 @@ def test_unstarted_testcontainers_container_is_a_clear_error(
 
     with pytest.raises(ContainerError, match="has not been started"):
         make_topology().attach(DockerContainer(netns_image))
+
+
+def test_the_same_container_can_be_attached_again_right_after_close(
+    make_host_only_link: Any, user_container: Any
+) -> None:
+    from pytest_netns.janitor import janitor
+
+    first = make_host_only_link(container=user_container)
+    first.close()  # the delete itself is deferred: eth1 must be free at once anyway
+    inside = links_seen_inside(first.node)
+    assert "eth1" not in inside
+    assert not [a for addrs in inside.values() for a in addrs if a.startswith(first.node_ip)]
+    second = make_host_only_link(container=user_container)
+    assert pings(second.node, second.host_ip)
+    second.close()
+    assert janitor().drain() == []
+    pid = user_container.attrs["State"]["Pid"]
+    assert [ln["ifname"] for ln in iproute_json(f"/proc/{pid}/ns/net", "link")] == ["lo"]

@@ -55,6 +55,15 @@ def serve_once(ip: str) -> tuple[int, dict[str, Any], threading.Thread]:
     return srv.getsockname()[1], seen, thread
 
 
+def talk_to_test_server(node: Any, ip: str, message: str) -> tuple[str, dict[str, Any]]:
+    """`message` sent by busybox nc in `node` to a server of the test process on `ip`."""
+    port, seen, thread = serve_once(ip)
+    code, out = busybox(node, "sh", "-c", f"echo {message} | nc {ip} {port}")
+    thread.join(10)
+    assert code == 0, out
+    return out, seen
+
+
 def start_httpd(node: Any, tmp_path: Any, body: str) -> None:
     """busybox httpd in the node, serving `body` at /index.html on port 8080."""
     if node.container is not None:
@@ -171,11 +180,7 @@ def test_test_process_reaches_a_service_in_the_node(
 
 
 def test_node_reaches_a_service_in_the_test_process(host_only_link: HostOnlyLink) -> None:
-    port, seen, thread = serve_once(host_only_link.host_ip)
-    code, out = busybox(host_only_link.node, "sh", "-c",
-                        f"echo ping | nc {host_only_link.host_ip} {port}")
-    thread.join(10)
-    assert code == 0, out
+    out, seen = talk_to_test_server(host_only_link.node, host_only_link.host_ip, "ping")
     assert "pong" in out
     assert seen == {"peer": host_only_link.node_ip, "data": b"ping\n"}
 
@@ -244,11 +249,7 @@ def test_nat_uplink_routes_by_default_via_the_router(nat_uplink: NatUplink) -> N
 
 
 def test_nat_uplink_masquerades_to_the_upstream(nat_uplink: NatUplink) -> None:
-    port, seen, thread = serve_once(nat_uplink.upstream_ip)
-    code, out = busybox(nat_uplink.node, "sh", "-c",
-                        f"echo hello | nc {nat_uplink.upstream_ip} {port}")
-    thread.join(10)
-    assert code == 0, out
+    _, seen = talk_to_test_server(nat_uplink.node, nat_uplink.upstream_ip, "hello")
     assert seen["peer"] == nat_uplink.public_ip != nat_uplink.node_ip
     assert seen["data"] == b"hello\n"
 
