@@ -40,9 +40,37 @@ def netns_backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def docker_only(netns_backend: str) -> None:
-    """For tests that only make sense with containers."""
+    """For tests that only make sense with containers (their namespace half is
+    deselected at collection, see below, so a run shows no skips for them)."""
     if netns_backend != "docker":
         pytest.skip("needs containers")
+
+
+@pytest.fixture
+def namespace_only(netns_backend: str) -> None:
+    """For tests that only run on bare namespaces (their Docker half is deselected)."""
+    if netns_backend != "namespace":
+        pytest.skip("runs on the namespace backend only")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Drop the backend halves that a test declares it has no use for.
+
+    A skipped Docker test means "Docker was missing" in CI, where that is a
+    failure; a half that never applies is not a skip, so it is not collected.
+    """
+    unwanted = {"docker_only": "namespace", "namespace_only": "docker"}
+    keep, drop = [], []
+    for item in items:
+        backend = getattr(getattr(item, "callspec", None), "params", {}).get("netns_backend")
+        names = getattr(item, "fixturenames", ())
+        if any(fx in names and backend == other for fx, other in unwanted.items()):
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture

@@ -35,10 +35,8 @@ SETTINGS = settings(
 
 
 @pytest.fixture(autouse=True)
-def _namespace_only(netns_backend: str) -> None:
+def _namespace_only(namespace_only: None) -> None:
     """Bare namespaces only: fast, and validation does not depend on the backend."""
-    if netns_backend != "namespace":
-        pytest.skip("property tests run on the namespace backend")
 
 
 _OMIT = object()  # leave the argument out, so its default is exercised too
