@@ -21,20 +21,23 @@ import struct
 import threading
 from dataclasses import dataclass
 
-NETLINK_ROUTE = 0
-RTM_NEWROUTE = 24
-RTM_GETROUTE = 26
-NLMSG_ERROR = 2
-NLM_F_REQUEST = 1
-RTA_DST = 1
-RTA_OIF = 4
-RTA_GATEWAY = 5
-RTA_PREFSRC = 7
-RTN_LOCAL = 2
+from .rtnl import (
+    HDR,
+    NLMSG_ERROR,
+    RTA_DST,
+    RTA_GATEWAY,
+    RTA_OIF,
+    RTA_PREFSRC,
+    RTM_GETROUTE,
+    RTM_NEWROUTE,
+    RTMSG,
+    RTN_LOCAL,
+    attr,
+    parse_attrs,
+)
 
-_NLMSGHDR = struct.Struct("=LHHLL")
-_RTMSG = struct.Struct("=BBBBBBBBI")
-_RTATTR = struct.Struct("=HH")
+NETLINK_ROUTE = 0
+NLM_F_REQUEST = 1
 
 # what the kernel's refusal means, in words a test author understands
 _NO_ROUTE_WHY = {
@@ -86,12 +89,11 @@ class RouteLookup:
 
     def get(self, dst: str) -> Route | NoRoute:
         """The route the kernel would use for `dst` (an IPv4 address string)."""
-        payload = _RTMSG.pack(socket.AF_INET, 32, 0, 0, 0, 0, 0, 0, 0)
-        payload += _RTATTR.pack(8, RTA_DST) + socket.inet_aton(dst)
+        payload = RTMSG.pack(socket.AF_INET, 32, 0, 0, 0, 0, 0, 0, 0)
+        payload += attr(RTA_DST, socket.inet_aton(dst))
         with self._lock:
             seq = next(self._seq)
-            header = _NLMSGHDR.pack(_NLMSGHDR.size + len(payload), RTM_GETROUTE,
-                                    NLM_F_REQUEST, seq, 0)
+            header = HDR.pack(HDR.size + len(payload), RTM_GETROUTE, NLM_F_REQUEST, seq, 0)
             self._sock.send(header + payload)
             while True:
                 data = self._sock.recv(65536)
@@ -101,11 +103,11 @@ class RouteLookup:
 
     def _parse(self, data: bytes, seq: int, dst: str) -> Route | NoRoute | None:
         offset = 0
-        while offset + _NLMSGHDR.size <= len(data):
-            length, kind, _flags, msg_seq, _pid = _NLMSGHDR.unpack_from(data, offset)
-            if length < _NLMSGHDR.size:
+        while offset + HDR.size <= len(data):
+            length, kind, _flags, msg_seq, _pid = HDR.unpack_from(data, offset)
+            if length < HDR.size:
                 break
-            body = data[offset + _NLMSGHDR.size : offset + length]
+            body = data[offset + HDR.size : offset + length]
             offset += (length + 3) & ~3
             if msg_seq != seq:
                 continue  # a stale answer to an earlier, abandoned request
@@ -123,14 +125,7 @@ class RouteLookup:
     @staticmethod
     def _route(body: bytes, dst: str) -> Route:
         rtm_type = body[7]
-        attrs: dict[int, bytes] = {}
-        offset = _RTMSG.size
-        while offset + _RTATTR.size <= len(body):
-            length, kind = _RTATTR.unpack_from(body, offset)
-            if length < _RTATTR.size:
-                break
-            attrs[kind] = body[offset + _RTATTR.size : offset + length]
-            offset += (length + 3) & ~3
+        attrs = parse_attrs(body, RTMSG.size)
         oif = struct.unpack("=I", attrs[RTA_OIF][:4])[0] if RTA_OIF in attrs else 0
         src = socket.inet_ntoa(attrs[RTA_PREFSRC]) if RTA_PREFSRC in attrs else None
         gateway = socket.inet_ntoa(attrs[RTA_GATEWAY]) if RTA_GATEWAY in attrs else None

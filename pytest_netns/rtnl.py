@@ -22,17 +22,20 @@ import socket
 import struct
 
 # linux/netlink.h, linux/rtnetlink.h, linux/if_link.h, linux/veth.h
-_HDR = struct.Struct("=LHHLL")
-_NLMSG_ERROR, _NLMSG_DONE = 2, 3
+HDR = struct.Struct("=LHHLL")  # struct nlmsghdr
+RTMSG = struct.Struct("=BBBBBBBBI")  # struct rtmsg
+NLMSG_ERROR = 2
+_NLMSG_DONE = 3
 _F_REQUEST, _F_ACK, _F_EXCL, _F_CREATE, _F_DUMP = 0x1, 0x4, 0x200, 0x400, 0x300
 RTM_NEWLINK, RTM_DELLINK, RTM_NEWADDR, RTM_DELADDR = 16, 17, 20, 21
-RTM_GETLINK, RTM_GETADDR, RTM_GETROUTE = 18, 22, 26
+RTM_GETLINK, RTM_GETADDR, RTM_NEWROUTE, RTM_GETROUTE = 18, 22, 24, 26
 IFLA_IFNAME, IFLA_MASTER, IFLA_LINKINFO, IFLA_IFALIAS, IFLA_NET_NS_FD = 3, 10, 18, 20, 28
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 VETH_INFO_PEER = 1
 IFLA_BR_FORWARD_DELAY, IFLA_BR_STP_STATE = 1, 5
 IFA_ADDRESS, IFA_LOCAL = 1, 2
-RTA_DST = 1
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PREFSRC = 1, 4, 5, 7
+RTN_LOCAL = 2
 IFF_UP = 0x1
 
 
@@ -81,13 +84,13 @@ class Rtnl:
         """Send one request and wait for its acknowledgement; RtnlError on failure."""
         self._seq += 1
         flags = _F_REQUEST | _F_ACK | (_F_CREATE | _F_EXCL if create else 0)
-        self._sock.send(_HDR.pack(16 + len(body), msg_type, flags, self._seq, 0) + body)
+        self._sock.send(HDR.pack(16 + len(body), msg_type, flags, self._seq, 0) + body)
         while True:
             data = self._sock.recv(65536)
             offset = 0
             while offset + 16 <= len(data):
-                length, kind, _, seq, _ = _HDR.unpack_from(data, offset)
-                if kind == _NLMSG_ERROR and seq == self._seq:
+                length, kind, _, seq, _ = HDR.unpack_from(data, offset)
+                if kind == NLMSG_ERROR and seq == self._seq:
                     code = -struct.unpack_from("=i", data, offset + 16)[0]
                     if code:
                         raise RtnlError(code)
@@ -163,12 +166,12 @@ def ipv4_prefixes() -> list[tuple[str, int]]:
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0) as sock:
         # struct rtmsg (12 bytes) and struct ifaddrmsg (8 bytes), family AF_INET
         for seq, (msg_type, request, wanted) in enumerate(
-            ((RTM_GETROUTE, struct.pack("=BBBBBBBBI", socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0),
+            ((RTM_GETROUTE, RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0),
               RTA_DST),
              (RTM_GETADDR, struct.pack("=BBBBI", socket.AF_INET, 0, 0, 0, 0), IFA_ADDRESS)),
             start=1,
         ):
-            sock.send(_HDR.pack(16 + len(request), msg_type, _F_REQUEST | _F_DUMP, seq, 0)
+            sock.send(HDR.pack(16 + len(request), msg_type, _F_REQUEST | _F_DUMP, seq, 0)
                       + request)
             for body in _dump_replies(sock):
                 prefixlen = body[1]  # rtmsg.rtm_dst_len, ifaddrmsg.ifa_prefixlen
@@ -189,7 +192,7 @@ def link_aliases() -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0) as sock:
         request = ifinfo()
-        sock.send(_HDR.pack(16 + len(request), RTM_GETLINK, _F_REQUEST | _F_DUMP, 1, 0)
+        sock.send(HDR.pack(16 + len(request), RTM_GETLINK, _F_REQUEST | _F_DUMP, 1, 0)
                   + request)
         for body in _dump_replies(sock):
             name = _find_attr(body, len(request), IFLA_IFNAME)
@@ -211,10 +214,10 @@ def _dump_replies(sock: socket.socket) -> list[bytes]:
             return bodies
         offset = 0
         while offset + 16 <= len(data):
-            length, msg_type, _, _, _ = _HDR.unpack_from(data, offset)
+            length, msg_type, _, _, _ = HDR.unpack_from(data, offset)
             if msg_type == _NLMSG_DONE:
                 return bodies
-            if msg_type == _NLMSG_ERROR:
+            if msg_type == NLMSG_ERROR:
                 code = -struct.unpack_from("=i", data, offset + 16)[0]
                 if code:
                     raise RtnlError(code, f"netlink dump: {os.strerror(code)}")
@@ -223,13 +226,18 @@ def _dump_replies(sock: socket.socket) -> list[bytes]:
             offset += (length + 3) & ~3
 
 
-def _find_attr(body: bytes, offset: int, wanted: int) -> bytes | None:
-    """The payload of attribute `wanted` among the rtattrs from `offset`, or None."""
+def parse_attrs(body: bytes, offset: int) -> dict[int, bytes]:
+    """{kind: payload} of the rtattrs in `body` from `offset` on."""
+    found: dict[int, bytes] = {}
     while offset + 4 <= len(body):
         length, kind = struct.unpack_from("=HH", body, offset)
         if length < 4:
-            return None
-        if kind == wanted:
-            return body[offset + 4 : offset + length]
+            break
+        found.setdefault(kind, body[offset + 4 : offset + length])
         offset += (length + 3) & ~3
-    return None
+    return found
+
+
+def _find_attr(body: bytes, offset: int, wanted: int) -> bytes | None:
+    """The payload of attribute `wanted` among the rtattrs from `offset`, or None."""
+    return parse_attrs(body, offset).get(wanted)
