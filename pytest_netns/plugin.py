@@ -177,15 +177,40 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         setattr(report, "extras", [*getattr(report, "extras", []), extras.svg(svg, "network")])  # noqa: B010
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Topologies built, probes sent, time spent; artifacts and kept topologies."""
+def _own_summary() -> list[str]:
+    """This process's summary lines, or none if it never built a topology."""
     import sys
 
     if "pytest_netns.report" not in sys.modules and "pytest_netns.topology" not in sys.modules:
-        return
+        return []
     from .report import summary_lines
 
-    lines = summary_lines()
+    return summary_lines()
+
+
+_WORKER_SUMMARIES: list[tuple[str, list[str]]] = []
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On an xdist worker, hand the summary to the controller, which prints it."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["netns_summary"] = _own_summary()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """On the xdist controller: collect each worker's summary lines."""
+    lines = getattr(node, "workeroutput", {}).get("netns_summary")
+    if lines:
+        _WORKER_SUMMARIES.append((str(node.gateway.id), list(lines)))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Topologies built, probes sent, time spent; artifacts and kept topologies."""
+    lines = _own_summary()
+    for worker, worker_lines in sorted(_WORKER_SUMMARIES):
+        lines += [f"[{worker}] {line}" for line in worker_lines]
     if lines:
         terminalreporter.section("pytest-netns")
         for line in lines:

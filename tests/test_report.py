@@ -226,3 +226,23 @@ def test_keep_leaves_the_failed_topology_up_and_says_how_to_enter(
             gone = subprocess.run(["docker", "inspect", words[-2]], capture_output=True,
                                   check=False)
             assert gone.returncode != 0, name
+
+
+def test_summary_under_xdist_comes_from_every_worker(pytester: pytest.Pytester) -> None:
+    """xdist workers print nothing themselves: the controller shows their summaries."""
+    pytester.makepyfile(test_two='''
+import pytest
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_pair(make_topology, n):
+    t = make_topology(label=f"pair{n}")
+    t.connect(t.node("a"), t.node("b"))
+    t.build()
+''')
+    result = pytester.runpytest_subprocess(
+        "--netns-backend=namespace", "-p", "no:cacheprovider", "-n", "2"
+    )
+    result.assert_outcomes(passed=4)
+    lines = [ln for ln in result.stdout.lines if re.match(r"^\[gw\d\] \d+ topolog", ln)]
+    built = sum(int(re.match(r"^\[gw\d\] (\d+)", ln).group(1)) for ln in lines)  # type: ignore[union-attr]
+    assert built == 4, result.stdout.str()
