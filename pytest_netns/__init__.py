@@ -1,6 +1,6 @@
 """pytest-netns: real network topologies around test containers, as pytest fixtures."""
 
-from .builder import HOST, Segment, TopologyBuilder
+from .builder import TopologyBuilder
 from .errors import (
     ContainerError,
     DockerUnavailableError,
@@ -32,6 +32,7 @@ from .probes import (
     wait_for_tcp,
 )
 from .recipes import BridgedPair, HostOnlyLink, IsolatedContainer, NatUplink
+from .segments import HOST, Segment
 from .topology import Topology
 
 __version__ = "0.1.0"

@@ -98,7 +98,7 @@ def _parse_ip(value: object) -> str:
 
 def _host_address_near(src: Node) -> str:
     """The host's address on a segment that `src` shares with it."""
-    from .builder import HOST
+    from .segments import HOST
     from .topology import live_topologies
 
     if isinstance(src, HostNode):

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .addressing import check_ifname, parse_ip, parse_prefixlen, parse_subnet
-from .builder import HOST, TopologyBuilder
+from .builder import TopologyBuilder
 from .errors import InvalidAddressError
 from .nodes import Node
+from .segments import HOST
 from .topology import Topology
 
 

@@ -22,7 +22,7 @@ from .nodes import ContainerNode, NamespaceNode, Node
 from .session import Session
 
 if TYPE_CHECKING:
-    from .builder import Segment
+    from .segments import Segment
     from .uplink import UplinkChanges
 
 # what every topology in this process built, for the terminal summary
