@@ -11,7 +11,8 @@ import datetime
 import os
 import platform
 import sys
-from importlib import metadata
+
+from pytest_netns.doctor import package_version
 
 from .context import Context
 from .harness import table
@@ -19,13 +20,6 @@ from .harness import table
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "RESULTS.md")
 ANALYSIS = os.path.join(HERE, "analysis.md")
-
-
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def _cpu_model() -> str:
@@ -57,9 +51,9 @@ def machine(ctx: Context) -> list[str]:
         f"- kernel: `{platform.release()}` ({platform.machine()})",
         f"- CPU: {os.cpu_count()} cores, {_cpu_model()}; memory {_memory_gib()}",
         f"- Docker engine: {docker}",
-        f"- Python {platform.python_version()}; pytest {_version('pytest')}, "
-        f"pyroute2 {_version('pyroute2')}, scapy {_version('scapy')}, "
-        f"docker SDK {_version('docker')}",
+        f"- Python {platform.python_version()}; pytest {package_version('pytest')}, "
+        f"pyroute2 {package_version('pyroute2')}, scapy {package_version('scapy')}, "
+        f"docker SDK {package_version('docker')}",
         f"- load average at the end of the run (1/5/15 min): {load}; the machine is shared "
         "with other test runs, so figures carry some noise",
     ]

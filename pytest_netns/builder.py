@@ -42,7 +42,6 @@ if TYPE_CHECKING:
     from .topology import Topology
 
 BACKENDS = ("docker", "namespace")
-ROLES = ("node", "router", "switch")
 
 
 class TopologyBuilder(Construction):

@@ -250,7 +250,7 @@ def verdict(checks: list[Check]) -> tuple[bool, str]:
 def render(checks: list[Check]) -> str:
     width = max(len(c.name) for c in checks) + 1
     status_width = max(len(c.status) for c in checks)
-    versions = ", ".join(f"{pkg} {_version(pkg)}" for pkg in ("pyroute2", "docker", "scapy"))
+    versions = ", ".join(f"{pkg} {package_version(pkg)}" for pkg in ("pyroute2", "docker", "scapy"))
     lines = [f"pytest-netns doctor: kernel {platform.release()}, Python "
              f"{platform.python_version()}, {versions}", ""]
     lines += [f"  {c.name + ':':<{width}} {c.status:<{status_width}} — {c.detail}"
@@ -260,7 +260,8 @@ def render(checks: list[Check]) -> str:
     return "\n".join(lines)
 
 
-def _version(pkg: str) -> str:
+def package_version(pkg: str) -> str:
+    """The installed version of a distribution, or 'not installed'."""
     try:
         return metadata.version(pkg)
     except metadata.PackageNotFoundError:

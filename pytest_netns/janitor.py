@@ -16,7 +16,6 @@ from collections.abc import Callable
 
 from .namespaces import NetnsThread, host_netns_fd
 from .netlink import Netlink
-from .session import ALIAS_PREFIX
 
 
 class Janitor:
@@ -84,11 +83,6 @@ def wait_for_links_gone(alias: str, timeout: float = 10.0) -> list[str]:
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.02)
-
-
-def session_links(ip_links: list[dict[str, object]]) -> list[dict[str, object]]:
-    """Links tagged by any pytest-netns session (for reports and sweeps)."""
-    return [ln for ln in ip_links if str(ln.get("alias") or "").startswith(ALIAS_PREFIX)]
 
 
 _JANITOR = Janitor()

@@ -198,11 +198,6 @@ class Netlink:
 
         return self._do_raw(what, run)
 
-    def move(self, index: int, netns_fd: int, ifname: str | None = None) -> None:
-        """Move a link into another namespace, optionally renaming it."""
-        self._do_raw(f"move link {index}",
-                     lambda rt: rt.set_link(index, ifname=ifname or None, netns_fd=netns_fd))
-
     def configure(
         self, ifname: str, address: str | None, prefixlen: int, alias: str | None = None
     ) -> int:
@@ -230,9 +225,6 @@ class Netlink:
                 rt.set_link(idx, up=True)
 
         self._do_raw(f"bring up links {indexes}", run)
-
-    def set_master(self, index: int, master: int) -> None:
-        self._do_raw(f"enslave link {index}", lambda rt: rt.set_link(index, master=master))
 
     def delete_link(self, index_or_name: int | str) -> None:
         """Delete a link; "already gone" is not an error."""
@@ -310,10 +302,6 @@ class Netlink:
 
     # -- addresses and routes ---------------------------------------------
 
-    def add_address(self, index: int, address: str, prefixlen: int) -> None:
-        self._do_raw(f"add address {address}/{prefixlen}",
-                     lambda rt: self._add_address(rt, index, address, prefixlen))
-
     def _add_address(self, rt: Rtnl, index: int, address: str, prefixlen: int) -> None:
         """IPv4 on the raw socket; anything else (IPv6) through pyroute2. On the thread."""
         if ":" in address:
@@ -359,22 +347,6 @@ class Netlink:
             return out
 
         return self._do("list routes", run)
-
-    def route_get(self, dst: str) -> dict[str, Any] | None:
-        """The route the kernel would use for `dst`, or None when there is none."""
-
-        def run(ip: IPRoute) -> dict[str, Any] | None:
-            from pyroute2.netlink.exceptions import NetlinkError
-
-            try:
-                msg = ip.route("get", dst=dst)[0]
-            except NetlinkError as exc:
-                if exc.code in (errno.ENETUNREACH, errno.EHOSTUNREACH):
-                    return None
-                raise
-            return {"oif": msg.get_attr("RTA_OIF"), "gateway": msg.get_attr("RTA_GATEWAY")}
-
-        return self._do(f"look up route to {dst}", run)
 
     # -- sysctls ----------------------------------------------------------
 

@@ -84,7 +84,7 @@ def _read_records(directory: str) -> dict[str, tuple[int, int]]:
     A record holds "<pid> <start>" or JSON with "pid" and "start" (kept markers).
     """
     out: dict[str, tuple[int, int]] = {}
-    for sid in _listdir(directory):
+    for sid in listdir(directory):
         if "." in sid:  # a marker being written
             continue
         try:
@@ -183,7 +183,7 @@ def _sweep_uplinks(judge: _Judge) -> list[str]:
     which a live plugin session always is.
     """
     lines: list[str] = []
-    for name in _listdir(STATE_DIR):
+    for name in listdir(STATE_DIR):
         m = _UPLINK_RE.match(name)
         if not m or (judge.session_id is not None and m[1] != judge.session_id):
             continue
@@ -206,7 +206,8 @@ def _sweep_uplinks(judge: _Judge) -> list[str]:
     return lines
 
 
-def _listdir(path: str) -> list[str]:
+def listdir(path: str) -> list[str]:
+    """Sorted entries of a state directory; none when it does not exist yet."""
     try:
         return sorted(os.listdir(path))
     except FileNotFoundError:
@@ -220,7 +221,7 @@ def _sweep_netns(judge: _Judge) -> list[str]:
     lines: list[str] = []
     nsfs = os.stat("/proc/self/ns/net").st_dev
     by_netns: dict[int, list[int]] | None = None
-    for name in _listdir(NETNS_RUN_DIR):
+    for name in listdir(NETNS_RUN_DIR):
         owner = owner_of_netns(name)
         if owner is None or not judge.doomed(owner):
             continue

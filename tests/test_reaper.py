@@ -77,7 +77,7 @@ def test_hold(make_bridged_pair, make_nat_uplink, make_host_only_link,
 def session_objects(sid: str, pid: int, attached_pid: int | None = None,
                     docker: bool = False) -> list[str]:
     """Everything a session (sid, pid) owns that still exists, seen from outside."""
-    found = [f"netns {n}" for n in _listdir(NETNS_RUN_DIR)
+    found = [f"netns {n}" for n in reaper.listdir(NETNS_RUN_DIR)
              if n.startswith(f"pytest-netns-{sid}-{pid}-")]
     tag = f"pytest-netns:{sid}:{pid}"
     found += [f"host link {ln['ifname']}" for ln in iproute_json(None, "link", "show")
@@ -96,13 +96,6 @@ def session_objects(sid: str, pid: int, attached_pid: int | None = None,
     if os.path.exists(os.path.join(SESSIONS_DIR, sid)):
         found.append(f"session record {sid}")
     return found
-
-
-def _listdir(path: str) -> list[str]:
-    try:
-        return sorted(os.listdir(path))
-    except FileNotFoundError:
-        return []
 
 
 def _reservations() -> dict[str, dict[str, Any]]:
