@@ -61,9 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         parser.error("run as root: the benchmarks create namespaces and links")
 
-    from pytest_netns.containers import docker_client, engine_available
-    from pytest_netns.images import ensure_image
-    from pytest_netns.lifecycle import finish_session, start_session
+    from pytest_netns.lifecycle.hooks import finish_session, start_session
+    from pytest_netns.nodes.engine import docker_client, engine_available
+    from pytest_netns.nodes.images import ensure_image
 
     ctx = Context(rounds=7 if args.quick else 21, slow_rounds=3 if args.quick else 9)
     if engine_available():

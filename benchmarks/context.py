@@ -43,13 +43,13 @@ class Context:
 
     def reserve_subnet(self) -> Any:
         """A /24 nobody else uses, for the hand-made (CLI) recipes; `release` it after."""
-        from pytest_netns.addressing import reserve
+        from pytest_netns.topology.subnets import reserve
 
-        (net,) = reserve(1, owner=f"benchmark:{self.tag}")
+        (net,) = reserve([24], owner=f"benchmark:{self.tag}")
         return net
 
     def release_subnet(self, net: Any) -> None:
-        from pytest_netns.addressing import release
+        from pytest_netns.topology.subnets import release
 
         release([net])
 

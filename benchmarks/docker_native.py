@@ -16,7 +16,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from pytest_netns.containers import remove_container, teardown_lock
+from pytest_netns.nodes.engine import remove_container, teardown_lock
 
 LABEL = "pytest-netns.benchmark"
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pytest_netns.containers import remove_container
+from pytest_netns.nodes.engine import remove_container
 
 from . import cli_recipes, docker_native
 from .context import IMAGE, SLEEP, Context
@@ -28,7 +28,7 @@ from .profiling import report
 
 def _ours(make: Any, drained: Sample) -> Any:
     """A contender: build and close with `make()`, then drain the janitor (timed apart)."""
-    from pytest_netns.janitor import janitor
+    from pytest_netns.kernel.janitor import janitor
 
     def run() -> float:
         started = time.perf_counter()
@@ -49,7 +49,7 @@ def _back_to_back(make: Any, rounds: int) -> tuple[Sample, float]:
 
     Returns the per-round samples and the time the final drain took.
     """
-    from pytest_netns.janitor import janitor
+    from pytest_netns.kernel.janitor import janitor
 
     sample = Sample()
     for _ in range(rounds):
@@ -63,8 +63,8 @@ def _back_to_back(make: Any, rounds: int) -> tuple[Sample, float]:
 
 def host_only(ctx: Context) -> None:
     """host_only_link against a running container: ours, the seed's CLI, Docker's API."""
-    from pytest_netns import recipes
-    from pytest_netns.builder import TopologyBuilder
+    from pytest_netns.topology import recipes
+    from pytest_netns.topology.builder import TopologyBuilder
 
     group = "host_only_link"
     # On Docker's default bridge: a container with --network none cannot be
@@ -128,15 +128,15 @@ def make_closer(make: Any) -> Any:
 
 
 def drain() -> None:
-    from pytest_netns.janitor import janitor
+    from pytest_netns.kernel.janitor import janitor
 
     janitor().drain()
 
 
 def namespace_pair(ctx: Context) -> None:
     """bridged_pair on bare namespaces vs the `ip netns` CLI recipe."""
-    from pytest_netns import recipes
-    from pytest_netns.builder import TopologyBuilder
+    from pytest_netns.topology import recipes
+    from pytest_netns.topology.builder import TopologyBuilder
 
     group = "bridged_pair (namespaces)"
     subnet = ctx.reserve_subnet()
@@ -171,8 +171,8 @@ def namespace_pair(ctx: Context) -> None:
 
 def container_pair(ctx: Context) -> None:
     """bridged_pair with container starts vs a Docker bridge network with two containers."""
-    from pytest_netns import recipes
-    from pytest_netns.builder import TopologyBuilder
+    from pytest_netns.topology import recipes
+    from pytest_netns.topology.builder import TopologyBuilder
 
     group = "bridged_pair (containers)"
 

@@ -21,9 +21,9 @@ SETTLE = 0.05  # idle before each call: dockerd finishes an exec after it has an
 
 
 def probe_vs_exec(ctx: Context) -> None:
-    from pytest_netns import recipes
-    from pytest_netns.builder import TopologyBuilder
-    from pytest_netns.probes import ping
+    from pytest_netns.probes.api import ping
+    from pytest_netns.topology import recipes
+    from pytest_netns.topology.builder import TopologyBuilder
 
     group = "probe"
     pair = recipes.bridged_pair(TopologyBuilder(backend="docker", image=IMAGE, command=SLEEP,
@@ -58,8 +58,8 @@ def probe_vs_exec(ctx: Context) -> None:
 
 def matrix(ctx: Context) -> None:
     """All 380 ordered pairs of 20 nodes on one switch, probed by one call."""
-    from pytest_netns.builder import TopologyBuilder
-    from pytest_netns.probes import reachability_matrix
+    from pytest_netns.probes.matrix import reachability_matrix
+    from pytest_netns.topology.builder import TopologyBuilder
 
     group = "probe"
     builder = TopologyBuilder(backend="namespace", verify=False, label="matrix20")
@@ -90,7 +90,7 @@ def matrix(ctx: Context) -> None:
 
 def containers_matrix(ctx: Context, topo: Any, names: list[str]) -> None:
     """The same matrix over 20 containers (called by the scale suite, which built them)."""
-    from pytest_netns.probes import reachability_matrix
+    from pytest_netns.probes.matrix import reachability_matrix
 
     nodes = [topo[n] for n in names]
     box: dict[str, Any] = {}

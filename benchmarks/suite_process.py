@@ -20,7 +20,8 @@ from .harness import Sample, absolute, fmt_s
 PYTHON = sys.executable
 
 RSS_TEST = textwrap.dedent('''
-    from pytest_netns.probes import ping, reachability_matrix
+    from pytest_netns.probes.api import ping
+    from pytest_netns.probes.matrix import reachability_matrix
 
 
     def test_pair_talks(bridged_pair):

@@ -17,7 +17,7 @@ from .profiling import report
 
 
 def _star(n: int, backend: str, label: str, **kw: Any) -> tuple[Any, list[str]]:
-    from pytest_netns.builder import TopologyBuilder
+    from pytest_netns.topology.builder import TopologyBuilder
 
     builder = TopologyBuilder(backend=backend, verify=False, label=label, **kw)
     switch = builder.switch("lan")
@@ -59,7 +59,7 @@ def two_hundred(ctx: Context) -> None:
 
 def _settle() -> None:
     """Let the kernel finish reaping namespaces, so the next round starts level."""
-    from pytest_netns.janitor import janitor
+    from pytest_netns.kernel.janitor import janitor
 
     janitor().drain()
     time.sleep(0.5)
@@ -67,7 +67,7 @@ def _settle() -> None:
 
 def twenty_containers(ctx: Context) -> None:
     """20 containers for one topology: concurrently (as the builder does) vs one by one."""
-    from pytest_netns.containers import remove_nodes, start_containers
+    from pytest_netns.nodes.container import remove_nodes, start_containers
 
     group = "scale"
     names = [f"c{i}" for i in range(20)]
@@ -106,6 +106,6 @@ def twenty_containers(ctx: Context) -> None:
         containers_matrix(ctx, topo, node_names)
     finally:
         topo.close()
-        from pytest_netns.janitor import janitor
+        from pytest_netns.kernel.janitor import janitor
 
         janitor().drain()

@@ -1,77 +1,198 @@
-"""pytest-netns: real network topologies around test containers, as pytest fixtures."""
+"""pytest-netns: real network topologies around test containers, as pytest fixtures.
 
-from .builder import TopologyBuilder
-from .errors import (
-    ContainerError,
-    DockerUnavailableError,
-    EgressError,
-    ImageError,
-    InterfaceNameError,
-    InvalidAddressError,
-    InvalidTopologyError,
-    NetnsError,
-    NotPermittedError,
-    SubnetExhaustedError,
-    SubnetOverlapError,
-    SubnetTooSmallError,
-    TopologyBuildError,
-    UnsupportedKindError,
-    VerificationError,
-)
-from .nodes import ContainerNode, NamespaceNode, Node
-from .probes import (
-    ProbeResult,
-    ReachabilityMatrix,
-    assert_reachable,
-    assert_unreachable,
-    ping,
-    probe,
-    probe_tcp,
-    probe_udp,
-    reachability_matrix,
-    wait_for_tcp,
-)
-from .recipes import BridgedPair, HostOnlyLink, IsolatedContainer, NatUplink
-from .segments import HOST, Segment
-from .topology import Topology
+The public names below are loaded on first use (PEP 562): `import
+pytest_netns`, which pytest does for every run where the plugin is
+installed, loads no other module and makes no system call.
 
-__version__ = "0.1.0"
+The package is layered, each layer importing only from those before it:
+`errors`, `ownership`, `choices` (the base); `kernel` (namespaces, netlink);
+`nodes` (containers, namespaces, the host); `probes`; `topology` (describe,
+plan, build); `report` (failure reports, captures, diagrams); `lifecycle`
+(session start and end, crash recovery); and at the top the pytest `plugin`,
+the `cli` and the `doctor`.
+"""
 
-__all__ = [
-    "HOST",
-    "BridgedPair",
-    "ContainerError",
-    "ContainerNode",
-    "DockerUnavailableError",
-    "EgressError",
-    "HostOnlyLink",
-    "ImageError",
-    "InterfaceNameError",
-    "InvalidAddressError",
-    "InvalidTopologyError",
-    "IsolatedContainer",
-    "NamespaceNode",
-    "NatUplink",
-    "NetnsError",
-    "Node",
-    "NotPermittedError",
-    "ProbeResult",
-    "ReachabilityMatrix",
-    "Segment",
-    "SubnetExhaustedError",
-    "SubnetOverlapError",
-    "SubnetTooSmallError",
-    "Topology",
-    "TopologyBuildError",
-    "TopologyBuilder",
-    "UnsupportedKindError",
-    "VerificationError",
-    "assert_reachable",
-    "assert_unreachable",
-    "ping",
-    "probe",
-    "probe_tcp",
-    "probe_udp",
-    "reachability_matrix",
-    "wait_for_tcp",
-]
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
+    from .errors import (
+        ContainerError as ContainerError,
+    )
+    from .errors import (
+        DockerUnavailableError as DockerUnavailableError,
+    )
+    from .errors import (
+        EgressError as EgressError,
+    )
+    from .errors import (
+        ImageError as ImageError,
+    )
+    from .errors import (
+        InterfaceNameError as InterfaceNameError,
+    )
+    from .errors import (
+        InvalidAddressError as InvalidAddressError,
+    )
+    from .errors import (
+        InvalidArgumentError as InvalidArgumentError,
+    )
+    from .errors import (
+        InvalidProbeError as InvalidProbeError,
+    )
+    from .errors import (
+        InvalidTopologyError as InvalidTopologyError,
+    )
+    from .errors import (
+        MissingToolError as MissingToolError,
+    )
+    from .errors import (
+        NetnsError as NetnsError,
+    )
+    from .errors import (
+        NodeClosedError as NodeClosedError,
+    )
+    from .errors import (
+        NotPermittedError as NotPermittedError,
+    )
+    from .errors import (
+        SubnetExhaustedError as SubnetExhaustedError,
+    )
+    from .errors import (
+        SubnetOverlapError as SubnetOverlapError,
+    )
+    from .errors import (
+        SubnetTooSmallError as SubnetTooSmallError,
+    )
+    from .errors import (
+        TopologyBuildError as TopologyBuildError,
+    )
+    from .errors import (
+        UnsupportedKindError as UnsupportedKindError,
+    )
+    from .errors import (
+        VerificationError as VerificationError,
+    )
+    from .nodes.base import (
+        Interface as Interface,
+    )
+    from .nodes.base import (
+        Node as Node,
+    )
+    from .nodes.container import ContainerNode as ContainerNode
+    from .nodes.namespace import NamespaceNode as NamespaceNode
+    from .nodes.process import Process as Process
+    from .probes.api import (
+        assert_reachable as assert_reachable,
+    )
+    from .probes.api import (
+        assert_unreachable as assert_unreachable,
+    )
+    from .probes.api import (
+        ping as ping,
+    )
+    from .probes.api import (
+        probe as probe,
+    )
+    from .probes.api import (
+        probe_tcp as probe_tcp,
+    )
+    from .probes.api import (
+        probe_udp as probe_udp,
+    )
+    from .probes.api import (
+        wait_for_tcp as wait_for_tcp,
+    )
+    from .probes.matrix import (
+        ReachabilityMatrix as ReachabilityMatrix,
+    )
+    from .probes.matrix import (
+        reachability_matrix as reachability_matrix,
+    )
+    from .probes.result import ProbeResult as ProbeResult
+    from .topology.builder import TopologyBuilder as TopologyBuilder
+    from .topology.factories import (
+        BridgedPairFactory as BridgedPairFactory,
+    )
+    from .topology.factories import (
+        HostOnlyLinkFactory as HostOnlyLinkFactory,
+    )
+    from .topology.factories import (
+        IsolatedContainerFactory as IsolatedContainerFactory,
+    )
+    from .topology.factories import (
+        NatUplinkFactory as NatUplinkFactory,
+    )
+    from .topology.factories import (
+        TopologyFactory as TopologyFactory,
+    )
+    from .topology.links import Link as Link
+    from .topology.recipes import (
+        BridgedPair as BridgedPair,
+    )
+    from .topology.recipes import (
+        HostOnlyLink as HostOnlyLink,
+    )
+    from .topology.recipes import (
+        IsolatedContainer as IsolatedContainer,
+    )
+    from .topology.recipes import (
+        NatUplink as NatUplink,
+    )
+    from .topology.segments import Segment as Segment
+    from .topology.spec import HOST as HOST
+    from .topology.topology import Topology as Topology
+
+# public name -> the module that defines it
+_WHERE = {
+    **dict.fromkeys(
+        ["ContainerError", "DockerUnavailableError", "EgressError", "ImageError",
+         "InterfaceNameError", "InvalidAddressError", "InvalidArgumentError",
+         "InvalidProbeError", "InvalidTopologyError", "MissingToolError", "NetnsError",
+         "NodeClosedError", "NotPermittedError", "SubnetExhaustedError", "SubnetOverlapError",
+         "SubnetTooSmallError", "TopologyBuildError", "UnsupportedKindError",
+         "VerificationError"], "errors"),
+    "Interface": "nodes.base",
+    "Node": "nodes.base",
+    "ContainerNode": "nodes.container",
+    "NamespaceNode": "nodes.namespace",
+    "Process": "nodes.process",
+    **dict.fromkeys(["assert_reachable", "assert_unreachable", "ping", "probe", "probe_tcp",
+                     "probe_udp", "wait_for_tcp"], "probes.api"),
+    "ReachabilityMatrix": "probes.matrix",
+    "reachability_matrix": "probes.matrix",
+    "ProbeResult": "probes.result",
+    "TopologyBuilder": "topology.builder",
+    **dict.fromkeys(["BridgedPairFactory", "HostOnlyLinkFactory", "IsolatedContainerFactory",
+                     "NatUplinkFactory", "TopologyFactory"], "topology.factories"),
+    "Link": "topology.links",
+    **dict.fromkeys(["BridgedPair", "HostOnlyLink", "IsolatedContainer", "NatUplink"],
+                    "topology.recipes"),
+    "Segment": "topology.segments",
+    "HOST": "topology.spec",
+    "Topology": "topology.topology",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            value: Any = version("pytest-netns")
+        except PackageNotFoundError:  # a bare checkout that was never installed
+            value = "0+unknown"
+    elif name in _WHERE:
+        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return [*__all__, "__version__"]

@@ -22,8 +22,8 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _cleanup(args: argparse.Namespace) -> int:
-    from .namespaces import require_privileges
-    from .reaper import sweep
+    from .kernel.privileges import require_privileges
+    from .lifecycle.reaper import sweep
 
     require_privileges()
     lines = sweep(include_kept=True, session_id=args.session)
@@ -34,8 +34,8 @@ def _cleanup(args: argparse.Namespace) -> int:
 
 
 def _image(args: argparse.Namespace) -> int:
-    from .containers import docker_client
-    from .images import BARE_IMAGE, DEFAULT_IMAGE, build_image, find_static_busybox
+    from .nodes.engine import docker_client
+    from .nodes.images import BARE_IMAGE, DEFAULT_IMAGE, build_image, find_static_busybox
 
     tag = args.tag or (BARE_IMAGE if args.bare else DEFAULT_IMAGE)
     busybox = find_static_busybox()

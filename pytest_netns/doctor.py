@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from importlib import metadata
 
 from .errors import NetnsError
-from .namespaces import NETNS_RUN_DIR, NetnsThread, missing_privileges
-from .netlink import Netlink
-from .session import STATE_DIR
+from .kernel.netlink import Netlink
+from .kernel.netns import NETNS_RUN_DIR, NetnsThread
+from .kernel.privileges import missing_privileges
+from .ownership import STATE_DIR
 
 OK, MISSING, PRESENT, ABSENT, UNCHECKED = "ok", "missing", "present", "absent", "not checked"
 
@@ -56,9 +57,9 @@ def check_privileges() -> Check:
 
 
 def check_docker() -> list[Check]:
-    from .containers import docker_client, engine_available
     from .errors import ImageError
-    from .images import DEFAULT_IMAGE, find_static_busybox
+    from .nodes.engine import docker_client, engine_available
+    from .nodes.images import DEFAULT_IMAGE, find_static_busybox
 
     where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     try:
@@ -130,7 +131,7 @@ def check_kernel() -> list[Check]:
 
 
 def _kernel_checks(thread: NetnsThread, nl: Netlink) -> list[Check]:
-    from .nat import enable_masquerade
+    from .kernel.nat import enable_masquerade
 
     checks = [Check("network namespaces", OK, "unshare(CLONE_NEWNET) works", blocking=True)]
     veth = _try(lambda: nl.add_veth("dr-veth0", "dr-veth1"))
@@ -160,7 +161,8 @@ def _kernel_checks(thread: NetnsThread, nl: Netlink) -> list[Check]:
                   Check("netem", MISSING, "latency/loss shaping unavailable; tests that need it "
                         "are skipped (load sch_netem, e.g. from linux-modules-extra)"))
     tool: list[str] = []
-    nat = _try(lambda: tool.append(enable_masquerade(thread, "pytest_netns_doctor", "dr-veth0")))
+    nat = _try(lambda: tool.append(enable_masquerade(thread.run, "pytest_netns_doctor",
+                                                     "dr-veth0")))
     if nat is None and tool == ["nftables"]:
         checks.append(Check("nftables", OK, "masquerade works in a router namespace (nat_uplink)"))
     elif nat is None:
@@ -203,7 +205,7 @@ def check_br_netfilter() -> Check:
 
 
 def check_subnets() -> Check:
-    from .addressing import DEFAULT_POOL, free_subnet_count
+    from .topology.subnets import DEFAULT_POOL, free_subnet_count
 
     free, total = free_subnet_count()
     if free:

@@ -2,7 +2,9 @@
 
 One base class lets users catch "the network fixture failed" without also
 catching their own bugs; each subclass names the broken precondition so the
-message can say what to do about it.
+message can say what to do about it. Errors about a bad value also derive
+from `ValueError`, so code written against the standard library's
+conventions still catches them.
 """
 
 from __future__ import annotations
@@ -12,7 +14,14 @@ class NetnsError(Exception):
     """Base of every error pytest-netns raises."""
 
 
-class InvalidAddressError(NetnsError, ValueError):
+# -- bad input: the message names the value and what would be valid ------------
+
+
+class InvalidArgumentError(NetnsError, ValueError):
+    """An argument pytest-netns cannot use (a timeout, a protocol, a count, ...)."""
+
+
+class InvalidAddressError(InvalidArgumentError):
     """An IP address, subnet or prefix length that cannot be parsed or used."""
 
 
@@ -24,20 +33,31 @@ class SubnetOverlapError(InvalidAddressError):
     """A subnet that collides with a host route or with another live topology."""
 
 
+class InterfaceNameError(InvalidArgumentError):
+    """An interface name the kernel would refuse (IFNAMSIZ, characters)."""
+
+
+class InvalidTopologyError(InvalidArgumentError):
+    """A topology description that cannot be built (unknown node, bad option)."""
+
+
+class InvalidProbeError(InvalidArgumentError):
+    """A probe asked for with arguments that cannot be sent (source, port, timeout)."""
+
+
+# -- the host cannot do what was asked ------------------------------------------
+
+
 class SubnetExhaustedError(NetnsError):
     """No free subnet is left in the allocation pool."""
 
 
-class InterfaceNameError(NetnsError, ValueError):
-    """An interface name the kernel would refuse (IFNAMSIZ, characters)."""
-
-
-class InvalidTopologyError(NetnsError, ValueError):
-    """A topology description that cannot be built (unknown node, bad option)."""
-
-
 class UnsupportedKindError(NetnsError):
     """A kernel link driver (dummy, netem, ...) this kernel does not have."""
+
+
+class MissingToolError(NetnsError):
+    """A host program pytest-netns needs (nft or iptables) is not installed."""
 
 
 class NotPermittedError(NetnsError, PermissionError):
@@ -53,7 +73,10 @@ class ImageError(NetnsError):
 
 
 class ContainerError(NetnsError):
-    """A container that cannot become a node (not running, not found, ...)."""
+    """A container that cannot become a node (not running, not found, gone, ...)."""
+
+
+# -- building and using a topology ------------------------------------------------
 
 
 class TopologyBuildError(NetnsError):
@@ -66,3 +89,7 @@ class VerificationError(NetnsError):
 
 class EgressError(NetnsError):
     """A probe would leave through an interface that no topology created."""
+
+
+class NodeClosedError(NetnsError):
+    """A node of a topology that was closed: nothing can run in it any more."""

@@ -1,21 +1,25 @@
-"""Who owns what: the session id, and the names and tags derived from it.
+"""Who owns what: the session id, the names and tags derived from it, and its records.
 
 Every object pytest-netns creates carries its session id (in the link alias,
 the namespace name, a container label, a firewall table name), so that a
 sweep can tell a dead session's leftovers from a live session's objects
-without ever deleting by a name pattern alone.
+without ever deleting by a name pattern alone. Live sessions register in
+the state directory; sessions whose topologies are kept for debugging leave
+a marker there that sweeps respect.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import secrets
 import threading
 
 STATE_DIR = "/run/pytest-netns"
 SESSIONS_DIR = os.path.join(STATE_DIR, "sessions")
+KEPT_DIR = os.path.join(STATE_DIR, "kept")
 ALIAS_PREFIX = "pytest-netns:"
 NETNS_PREFIX = "pytest-netns-"
 CONTAINER_LABEL = "pytest-netns.session"
@@ -124,3 +128,58 @@ def current_session() -> Session:
             _current = Session()
             _current.register()
         return _current
+
+
+def listdir(path: str) -> list[str]:
+    """Sorted entries of a state directory; none when it does not exist yet."""
+    try:
+        return sorted(os.listdir(path))
+    except FileNotFoundError:
+        return []
+
+
+def read_records(directory: str) -> dict[str, tuple[int, int]]:
+    """sid -> (pid, start ticks or 0) for the session records or kept markers in `directory`.
+
+    A record holds "<pid> <start>" or JSON with "pid" and "start" (kept markers).
+    """
+    out: dict[str, tuple[int, int]] = {}
+    for sid in listdir(directory):
+        if "." in sid:  # a marker being written
+            continue
+        try:
+            with open(os.path.join(directory, sid)) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        try:
+            if text.startswith("{"):
+                data = json.loads(text)
+                out[sid] = (int(data["pid"]), int(data.get("start") or 0))
+            else:
+                pid, _, start = text.partition(" ")
+                out[sid] = (int(pid), int(start or 0))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
+def mark_kept(session: Session, objects: list[str] | None = None) -> str:
+    """Mark `session`'s objects kept for debugging; return the marker's path.
+
+    Automatic sweeps and the crash watchdog then leave every object of this
+    session alone, until `pytest-netns cleanup` (`sweep(include_kept=True)`).
+    """
+    os.makedirs(KEPT_DIR, exist_ok=True)
+    path = os.path.join(KEPT_DIR, session.id)
+    record = {"pid": session.pid, "start": process_start(session.pid) or 0,
+              "objects": list(objects or [])}
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(record, f)
+    os.replace(tmp, path)
+    return path
+
+
+def is_kept(session_id: str) -> bool:
+    return os.path.exists(os.path.join(KEPT_DIR, session_id))

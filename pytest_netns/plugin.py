@@ -2,19 +2,33 @@
 
 Settings are fixtures (`netns_image`, `netns_backend`) that a conftest can
 override, with the command line supplying their defaults. Heavy imports
-(docker, scapy) happen inside fixtures, never when the plugin loads, so a
-test run that uses no topology pays nothing for it.
+(docker, scapy, even the library itself) happen inside fixtures, never when
+the plugin loads, so a test run that uses no topology pays nothing for it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Generator, Iterator
+from contextlib import AbstractContextManager, ExitStack
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-BACKEND_CHOICES = ("auto", "docker", "namespace")
-CAPTURE_CHOICES = ("off", "on-failure", "always")
+from .choices import BACKEND_CHOICES, CAPTURE_MODES
+
+if TYPE_CHECKING:
+    from .ownership import Session
+    from .report.record import TestRecord
+    from .topology.builder import TopologyBuilder
+    from .topology.factories import (
+        BridgedPairFactory,
+        HostOnlyLinkFactory,
+        IsolatedContainerFactory,
+        NatUplinkFactory,
+        TopologyFactory,
+    )
+    from .topology.recipes import BridgedPair, HostOnlyLink, IsolatedContainer, NatUplink
+    from .topology.topology import Topology
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -29,7 +43,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="auto (default): Docker when an engine answers, bare namespaces otherwise",
     )
     group.addoption(
-        "--netns-capture", default="off", choices=CAPTURE_CHOICES,
+        "--netns-capture", default="off", choices=CAPTURE_MODES,
         help="capture packets on every link of the test's topologies",
     )
     group.addoption(
@@ -49,29 +63,20 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-class _Stack:
-    """Topologies built during one test, closed in reverse order at its end."""
+class _TestNetworks:
+    """The topologies one test builds: recorded for its report, closed at its end."""
 
-    def __init__(self, record: Any = None) -> None:
-        self.items: list[Any] = []
-        self.record = record  # report.TestRecord: report, captures, diagram
+    def __init__(self, record: TestRecord) -> None:
+        self.record = record
+        self.stack = ExitStack()
 
-    def push(self, topo: Any) -> Any:
-        self.items.append(topo)
-        if self.record is not None:
-            self.record.add_topology(topo)
-        return topo
+    def building(self) -> AbstractContextManager[None]:
+        # probes that verify a new topology are not the test's own
+        return self.record.building()
 
-    def close_all(self) -> None:
-        errors = []
-        for topo in reversed(self.items):
-            try:
-                topo.close()
-            except Exception as exc:
-                errors.append(exc)
-        self.items.clear()
-        if errors:
-            raise errors[0]
+    def built(self, topology: Topology) -> None:
+        self.record.add_topology(topology)
+        self.stack.callback(topology.close)
 
 
 @pytest.fixture(scope="session")
@@ -81,12 +86,12 @@ def netns_image(pytestconfig: pytest.Config, netns_backend: str) -> str:
     On the Docker backend it is guaranteed to exist locally (the built-in one
     is built on first use), so tests may start their own containers from it.
     """
-    from .images import DEFAULT_IMAGE
+    from .nodes.images import DEFAULT_IMAGE
 
     image = str(pytestconfig.getoption("--netns-image") or DEFAULT_IMAGE)
     if netns_backend == "docker":
-        from .containers import docker_client
-        from .images import ensure_image
+        from .nodes.engine import docker_client
+        from .nodes.images import ensure_image
 
         ensure_image(docker_client(), image)
     return image
@@ -104,16 +109,16 @@ def _netns_docker_marker(request: pytest.FixtureRequest) -> None:
 @pytest.fixture(scope="session")
 def netns_backend(pytestconfig: pytest.Config) -> str:
     """'docker' or 'namespace', resolved from --netns-backend (auto by default)."""
-    from .backend import resolve_backend
+    from .lifecycle.backend import resolve_backend
 
     return resolve_backend(str(pytestconfig.getoption("--netns-backend")))
 
 
 @pytest.fixture(scope="session")
-def netns_session() -> Iterator[Any]:
+def netns_session() -> Iterator[Session]:
     """The process's ownership session; its leftovers are drained at the end."""
-    from .lifecycle import finish_session, start_session
-    from .namespaces import require_privileges
+    from .kernel.privileges import require_privileges
+    from .lifecycle.hooks import finish_session, start_session
 
     require_privileges()  # a clear NotPermittedError, not an EACCES from /run/pytest-netns
     session = start_session()
@@ -121,13 +126,14 @@ def netns_session() -> Iterator[Any]:
     finish_session(session)
 
 
-_RECORD = pytest.StashKey[Any]()
+_RECORD = pytest.StashKey["TestRecord"]()
 _FAILED = pytest.StashKey[bool]()
 
 
 @pytest.fixture
-def _netns_stack(request: pytest.FixtureRequest, netns_session: Any) -> Iterator[_Stack]:
-    from .report import TestRecord
+def _netns_networks(request: pytest.FixtureRequest,
+                    netns_session: Session) -> Iterator[_TestNetworks]:
+    from .report.record import TestRecord
 
     config = request.config
     record = TestRecord(
@@ -136,34 +142,35 @@ def _netns_stack(request: pytest.FixtureRequest, netns_session: Any) -> Iterator
         artifacts=str(config.invocation_params.dir / str(config.getoption("--netns-artifacts"))),
     )
     request.node.stash[_RECORD] = record
-    stack = _Stack(record)
+    networks = _TestNetworks(record)
     record.subscribe()
     try:
-        yield stack
+        yield networks
     finally:
         record.unsubscribe()
     failed = request.node.stash.get(_FAILED, False)
     if failed and config.getoption("--netns-keep"):
-        stack.items.clear()
+        networks.stack.pop_all()
         record.keep(netns_session)
         return
     try:
-        stack.close_all()
+        networks.stack.close()
     finally:
         record.finish(failed)
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """On a failed setup or call, add the network's state to the report."""
-    outcome: Any = yield
-    report: pytest.TestReport = outcome.get_result()
+    report = yield
     if report.when == "teardown" or not report.failed:
-        return
+        return report
     item.stash[_FAILED] = True
     record = item.stash.get(_RECORD, None)
     if record is None or not record.topologies:
-        return
+        return report
     keep = bool(item.config.getoption("--netns-keep"))
     try:
         section = record.failure_section(keep)
@@ -175,15 +182,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         from pytest_html import extras
 
         setattr(report, "extras", [*getattr(report, "extras", []), extras.svg(svg, "network")])  # noqa: B010
+    return report
 
 
 def _own_summary() -> list[str]:
     """This process's summary lines, or none if it never built a topology."""
     import sys
 
-    if "pytest_netns.report" not in sys.modules and "pytest_netns.topology" not in sys.modules:
+    if "pytest_netns.topology.registry" not in sys.modules:
         return []
-    from .report import summary_lines
+    from .report.summary import summary_lines
 
     return summary_lines()
 
@@ -206,7 +214,7 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
         _WORKER_SUMMARIES.append((str(node.gateway.id), list(lines)))
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Topologies built, probes sent, time spent; artifacts and kept topologies."""
     lines = _own_summary()
     for worker, worker_lines in sorted(_WORKER_SUMMARIES):
@@ -219,55 +227,35 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 @pytest.fixture
 def make_topology(
-    _netns_stack: _Stack, netns_backend: str, netns_image: str, netns_session: Any
-) -> Callable[..., Any]:
+    _netns_networks: _TestNetworks, netns_backend: str, netns_image: str, netns_session: Session
+) -> TopologyFactory:
     """Factory for custom topologies: `make_topology()` returns a TopologyBuilder.
 
     Whatever it builds is torn down when the test ends.
     """
-    from .builder import TopologyBuilder
+    from .topology.builder import TopologyBuilder
 
-    def factory(**kw: Any) -> TopologyBuilder:
-        kw.setdefault("backend", netns_backend)
-        kw.setdefault("image", netns_image)
-        kw.setdefault("session", netns_session)
-        builder = TopologyBuilder(**kw)
-        original = builder.build
-
-        def build() -> Any:
-            # probes that verify the new topology are not the test's own
-            with _netns_stack.record.building():
-                topo = original()
-            return _netns_stack.push(topo)
-
-        builder.build = build  # type: ignore[method-assign]
-        return builder
+    def factory(*, backend: str | None = None, image: str | None = None,
+                command: list[str] | str | None = None, verify: bool = True,
+                label: str = "topology") -> TopologyBuilder:
+        return TopologyBuilder(backend=backend or netns_backend, image=image or netns_image,
+                               command=command, session=netns_session, verify=verify,
+                               label=label, listener=_netns_networks)
 
     return factory
 
 
-def _recipe_factory(recipe_name: str) -> Callable[..., Any]:
-    def fixture(make_topology: Callable[..., Any]) -> Callable[..., Any]:
-        from . import recipes
+def _recipe_factory(recipe_name: str) -> Any:
+    def fixture(make_topology: TopologyFactory) -> Callable[..., Any]:
+        from .topology import recipes
 
         recipe = getattr(recipes, recipe_name)
 
-        def factory(
-            *,
-            image: str | None = None,
-            command: list[str] | str | None = None,
-            backend: str | None = None,
-            verify: bool = True,
-            **kw: Any,
-        ) -> Any:
-            builder_kw: dict[str, Any] = {"verify": verify, "label": recipe_name}
-            if image is not None:
-                builder_kw["image"] = image
-            if command is not None:
-                builder_kw["command"] = command
-            if backend is not None:
-                builder_kw["backend"] = backend
-            return recipe(make_topology(**builder_kw), **kw)
+        def factory(*, image: str | None = None, command: list[str] | str | None = None,
+                    backend: str | None = None, verify: bool = True, **kw: Any) -> Any:
+            builder = make_topology(backend=backend, image=image, command=command,
+                                    verify=verify, label=recipe_name)
+            return recipe(builder, **kw)
 
         return factory
 
@@ -283,24 +271,24 @@ make_nat_uplink = _recipe_factory("nat_uplink")
 
 
 @pytest.fixture
-def isolated_container(make_isolated_container: Callable[..., Any]) -> Any:
+def isolated_container(make_isolated_container: IsolatedContainerFactory) -> IsolatedContainer:
     """A container whose only NIC besides lo is a guest-only eth1 (172.16.0.10/24)."""
     return make_isolated_container()
 
 
 @pytest.fixture
-def host_only_link(make_host_only_link: Callable[..., Any]) -> Any:
+def host_only_link(make_host_only_link: HostOnlyLinkFactory) -> HostOnlyLink:
     """A container joined to the host's root namespace by a private veth."""
     return make_host_only_link()
 
 
 @pytest.fixture
-def bridged_pair(make_bridged_pair: Callable[..., Any]) -> Any:
+def bridged_pair(make_bridged_pair: BridgedPairFactory) -> BridgedPair:
     """Two containers on a bridge of their own, in a switch namespace."""
     return make_bridged_pair()
 
 
 @pytest.fixture
-def nat_uplink(make_nat_uplink: Callable[..., Any]) -> Any:
+def nat_uplink(make_nat_uplink: NatUplinkFactory) -> NatUplink:
     """A container behind a masquerading router, with an upstream the test can serve on."""
     return make_nat_uplink()

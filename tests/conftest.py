@@ -21,7 +21,7 @@ def docker_required() -> bool:
 
 
 def need_docker() -> None:
-    from pytest_netns.containers import engine_available
+    from pytest_netns.nodes.engine import engine_available
 
     if engine_available():
         return

@@ -18,7 +18,7 @@ import subprocess
 from collections.abc import Iterator
 from typing import Any
 
-from pytest_netns.nodes import Node
+from pytest_netns.nodes.base import Node
 
 
 def run(argv: list[str]) -> str:

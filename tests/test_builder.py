@@ -13,8 +13,9 @@ import pytest
 from netcheck import busybox, iproute_json, links_seen_inside, pings, routes_seen_inside
 
 from pytest_netns import HOST, InvalidTopologyError
-from pytest_netns.images import DEFAULT_COMMAND
-from pytest_netns.session import current_session
+from pytest_netns.kernel.janitor import janitor
+from pytest_netns.nodes.images import DEFAULT_COMMAND
+from pytest_netns.ownership import current_session
 
 
 def test_router_between_two_subnets(make_topology: Any) -> None:
@@ -64,7 +65,7 @@ def test_a_node_on_two_segments_gets_two_interfaces(make_topology: Any) -> None:
     t.connect(a, HOST)
     net = t.build()
     assert sorted(links_seen_inside(net["a"])) == ["eth1", "eth2", "eth3", "lo"]
-    assert len(net.host_links) == 1
+    assert len(net.host_interfaces) == 1
 
 
 def test_static_route(make_topology: Any) -> None:
@@ -110,7 +111,7 @@ def test_command_runs_in_a_namespace_node(
 @pytest.fixture
 def user_container(netns_image: str, docker_only: None) -> Any:
     """A container started outside pytest-netns, as a user would."""
-    from pytest_netns.containers import docker_client, remove_container
+    from pytest_netns.nodes.engine import docker_client, remove_container
 
     ctr = docker_client().containers.run(
         netns_image, DEFAULT_COMMAND, detach=True, network_mode="none", init=True,
@@ -134,14 +135,16 @@ def test_attached_container_keeps_running_and_loses_only_our_nic(
     link.close()
     user_container.reload()
     assert user_container.status == "running"
-    assert sorted(links_seen_inside(link.node)) == ["lo"]
+    janitor().drain()  # the renamed interface is deleted off the test's path
+    inside = iproute_json(f"/proc/{user_container.attrs['State']['Pid']}/ns/net", "link")
+    assert [ln["ifname"] for ln in inside] == ["lo"]
 
 
 def test_attaching_a_stopped_container_is_a_clear_error(
     make_topology: Any, user_container: Any
 ) -> None:
     from pytest_netns import ContainerError
-    from pytest_netns.containers import teardown_lock
+    from pytest_netns.nodes.engine import teardown_lock
 
     with teardown_lock():  # a container exit, like a removal, must not race another
         user_container.stop(timeout=1)
@@ -155,7 +158,7 @@ def test_attach_a_testcontainers_container(
     os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
     from testcontainers.core.container import DockerContainer
 
-    from pytest_netns.containers import teardown_lock
+    from pytest_netns.nodes.engine import teardown_lock
 
     tc = DockerContainer(netns_image).with_command(DEFAULT_COMMAND).with_kwargs(
         network_mode="none", init=True)
@@ -185,13 +188,12 @@ def test_unstarted_testcontainers_container_is_a_clear_error(
 def test_the_same_container_can_be_attached_again_right_after_close(
     make_host_only_link: Any, user_container: Any
 ) -> None:
-    from pytest_netns.janitor import janitor
-
     first = make_host_only_link(container=user_container)
     first.close()  # the delete itself is deferred: eth1 must be free at once anyway
-    inside = links_seen_inside(first.node)
-    assert "eth1" not in inside
-    assert not [a for addrs in inside.values() for a in addrs if a.startswith(first.node_ip)]
+    netns = f"/proc/{user_container.attrs['State']['Pid']}/ns/net"
+    inside = iproute_json(netns, "addr")
+    assert "eth1" not in [ln["ifname"] for ln in inside]
+    assert first.node_ip not in [a["local"] for ln in inside for a in ln["addr_info"]]
     second = make_host_only_link(container=user_container)
     assert pings(second.node, second.host_ip)
     second.close()

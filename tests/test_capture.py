@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from netcheck import busybox
 
-from pytest_netns.capture import start_capture, tap_points
-from pytest_netns.pcap import LINKTYPE_ETHERNET, MAGIC
+from pytest_netns.report.capture import start_capture, tap_points
+from pytest_netns.report.pcap import LINKTYPE_ETHERNET, MAGIC
 
 
 def icmp(path: Path) -> list[tuple[str, str, int]]:
@@ -92,7 +92,7 @@ def test_links_and_guest_only_nics_are_captured_at_the_node_end(
     cap = start_capture(net, str(tmp_path), "mix")
     ping(net["a"], net.segments[link].ip_of("b"), 2)
     busybox(net["b"], "ping", "-c", "1", "-W", "1", "172.16.5.99")  # nobody answers
-    from pytest_netns.nodes import host
+    from pytest_netns.nodes.host import host
 
     host_ip, a_up = net.segments[up].ip_of("host"), net.segments[up].ip_of("a")
     assert host().exec(["busybox", "ping", "-c", "1", "-W", "2", a_up])[0] == 0

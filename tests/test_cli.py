@@ -21,7 +21,7 @@ import pytest
 from test_errors import NOBODY, ip_json, kernel_has
 
 from conftest import need_docker
-from pytest_netns.session import Session
+from pytest_netns.ownership import Session
 
 SCRIPT = str(Path(sys.executable).with_name("pytest-netns"))
 CHECK_LINE = re.compile(r"^  (?P<name>[^:]+):\s+(?P<status>ok|missing|present|absent|not checked)"
@@ -99,7 +99,7 @@ def test_doctor_agrees_with_iproute2() -> None:
 
 def test_doctor_reports_the_engine_and_the_firewall() -> None:
     found = checks(cli("doctor").stdout)
-    from pytest_netns.containers import engine_available
+    from pytest_netns.nodes.engine import engine_available
 
     if engine_available():
         import docker
@@ -146,16 +146,16 @@ def test_doctor_without_privileges(prefix: list[str], fix: str) -> None:
 
 CRASH = """
 import os, signal
-from pytest_netns import reaper
-from pytest_netns.builder import TopologyBuilder
-from pytest_netns.recipes import bridged_pair, host_only_link, isolated_container
+from pytest_netns import ownership
+from pytest_netns.topology.builder import TopologyBuilder
+from pytest_netns.topology.recipes import bridged_pair, host_only_link, isolated_container
 
 link = host_only_link(TopologyBuilder(backend="namespace", verify=False))
 session = link.topology.session
 bridged_pair(TopologyBuilder(backend="namespace", verify=False, session=session))
 if {docker}:
     isolated_container(TopologyBuilder(backend="docker", verify=False, session=session))
-reaper.mark_kept(session)  # automatic sweeps leave it; only `cleanup` removes it
+ownership.mark_kept(session)  # automatic sweeps leave it; only `cleanup` removes it
 print(session.id, link.host_iface, flush=True)
 os.kill(os.getpid(), signal.SIGKILL)
 """
@@ -166,7 +166,7 @@ def session_objects(sid: str, host_iface: str) -> set[str]:
     found = {f"netns {n}" for n in os.listdir("/run/netns") if n.startswith(f"pytest-netns-{sid}-")}
     found |= {f"link {ln['ifname']}" for ln in ip_json("link", "show")
               if ln["ifname"] == host_iface}
-    from pytest_netns.containers import docker_client, engine_available
+    from pytest_netns.nodes.engine import docker_client, engine_available
 
     if engine_available():
         found |= {f"container {c.name}" for c in docker_client().containers.list(
@@ -178,7 +178,7 @@ def session_objects(sid: str, host_iface: str) -> set[str]:
 
 
 def test_cleanup_removes_a_crashed_kept_session() -> None:
-    from pytest_netns.containers import engine_available
+    from pytest_netns.nodes.engine import engine_available
 
     crash = subprocess.run([sys.executable, "-c", CRASH.format(docker=engine_available())],
                            capture_output=True, text=True, timeout=120, check=False)
@@ -228,7 +228,7 @@ def test_cleanup_without_privileges() -> None:
 @pytest.fixture
 def fresh_tag() -> Any:
     need_docker()
-    from pytest_netns.containers import docker_client
+    from pytest_netns.nodes.engine import docker_client
 
     tag = f"pytest-netns/cli-test-{uuid.uuid4().hex[:8]}:1"
     yield tag
@@ -240,8 +240,8 @@ def fresh_tag() -> Any:
 
 @pytest.mark.parametrize("bare", [False, True], ids=["busybox", "bare"])
 def test_image_builds_without_a_registry(fresh_tag: str, bare: bool) -> None:
-    from pytest_netns.containers import docker_client
-    from pytest_netns.images import find_static_busybox
+    from pytest_netns.nodes.engine import docker_client
+    from pytest_netns.nodes.images import find_static_busybox
 
     done = cli("image", "--tag", fresh_tag, *(["--bare"] if bare else []))
     assert done.returncode == 0, done.stderr

@@ -36,9 +36,9 @@ from pytest_netns import (
     TopologyBuildError,
     UnsupportedKindError,
 )
-from pytest_netns.addressing import live_reservations
-from pytest_netns.janitor import janitor
-from pytest_netns.session import Session
+from pytest_netns.kernel.janitor import janitor
+from pytest_netns.ownership import Session
+from pytest_netns.topology.subnets import live_reservations
 
 PYTHON = sys.executable
 NOBODY = ["setpriv", "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all",
@@ -56,7 +56,7 @@ def leftovers(session: Session) -> set[str]:
              if n.startswith(f"pytest-netns-{session.id}-")}
     found |= {f"link {ln['ifname']}" for ln in ip_json("link", "show")
               if str(ln.get("ifalias", "")).startswith(session.alias)}
-    from pytest_netns.containers import docker_client, engine_available
+    from pytest_netns.nodes.engine import docker_client, engine_available
 
     if engine_available():
         found |= {f"container {c.name}" for c in docker_client().containers.list(
@@ -414,7 +414,7 @@ def test_container_the_engine_refuses(
 @pytest.fixture
 def own_container(docker_only: None, netns_image: str) -> Iterator[Any]:
     """A running container this test starts itself (no pytest-netns labels)."""
-    from pytest_netns.containers import docker_client, remove_container
+    from pytest_netns.nodes.engine import docker_client, remove_container
 
     ctr = docker_client().containers.run(
         netns_image, ["/bin/busybox", "sleep", "600"], detach=True, network_mode="none",
@@ -514,7 +514,7 @@ def test_unknown_backend(make_topology: Any) -> None:
 BUILD_SCRIPT = """
 import sys
 from pytest_netns import NetnsError, TopologyBuilder
-from pytest_netns.recipes import isolated_container
+from pytest_netns.topology.recipes import isolated_container
 try:
     isolated_container(TopologyBuilder(backend="namespace", verify=False))
 except NetnsError as exc:

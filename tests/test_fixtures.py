@@ -26,8 +26,8 @@ from netcheck import (
 )
 
 from pytest_netns import BridgedPair, HostOnlyLink, IsolatedContainer, NatUplink
-from pytest_netns.janitor import janitor, wait_for_links_gone
-from pytest_netns.session import current_session
+from pytest_netns.kernel.janitor import janitor, wait_for_links_gone
+from pytest_netns.ownership import current_session
 
 
 def serve_once(ip: str) -> tuple[int, dict[str, Any], threading.Thread]:

@@ -15,12 +15,12 @@ import pytest
 
 from pytest_netns import (
     EgressError,
-    InvalidTopologyError,
+    InvalidProbeError,
     NetnsError,
     ReachabilityMatrix,
     reachability_matrix,
 )
-from pytest_netns.probes import PROBE_STATS, observers
+from pytest_netns.probes.engine import PROBE_STATS, observers
 
 
 def two_switches(make_topology: Any, per_switch: int, **kw: Any) -> tuple[Any, list[str]]:
@@ -106,11 +106,11 @@ def test_every_form_of_expectation_agrees(make_topology: Any) -> None:
     matrix.assert_matches(lambda a, b: a[0] == b[0])
     with pytest.raises(AssertionError):
         matrix.assert_matches(lambda a, b: True)
-    with pytest.raises(InvalidTopologyError, match="'zz'"):
+    with pytest.raises(InvalidProbeError, match="'zz'"):
         matrix.assert_matches({("a0", "zz")})
-    with pytest.raises(InvalidTopologyError, match="from itself"):
+    with pytest.raises(InvalidProbeError, match="from itself"):
         matrix.assert_matches({("a0", "a0")})
-    with pytest.raises(InvalidTopologyError, match="42"):
+    with pytest.raises(InvalidProbeError, match="42"):
         matrix.assert_matches(42)
 
 
@@ -167,7 +167,7 @@ def test_the_host_in_a_matrix(make_host_only_link: Any, make_bridged_pair: Any) 
 def test_labels_tell_nodes_with_the_same_name_apart(make_host_only_link: Any) -> None:
     one, two = make_host_only_link(), make_host_only_link()
     assert one.node.name == two.node.name
-    with pytest.raises(InvalidTopologyError, match="mapping"):
+    with pytest.raises(InvalidProbeError, match="mapping"):
         reachability_matrix([one.node, two.node])
     matrix = reachability_matrix({"one": one.node, "two": two.node, "host": "host"})
     matrix.assert_matches({("one", "host"), ("two", "host"), ("host", "one"), ("host", "two")})

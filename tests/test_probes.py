@@ -24,8 +24,9 @@ import pytest
 from pytest_netns import (
     EgressError,
     InvalidAddressError,
-    InvalidTopologyError,
+    InvalidProbeError,
     NetnsError,
+    NodeClosedError,
     VerificationError,
     assert_reachable,
     assert_unreachable,
@@ -35,11 +36,13 @@ from pytest_netns import (
     probe_udp,
     wait_for_tcp,
 )
-from pytest_netns.images import BARE_IMAGE, DEFAULT_COMMAND
-from pytest_netns.janitor import janitor
-from pytest_netns.nodes import Node
-from pytest_netns.probe_sockets import open_probers
-from pytest_netns.probes import PROBE_STATS, ProbeResult, observers
+from pytest_netns.kernel.janitor import janitor
+from pytest_netns.nodes.base import Node
+from pytest_netns.nodes.images import BARE_IMAGE, DEFAULT_COMMAND
+from pytest_netns.probes.engine import PROBE_STATS, observers
+from pytest_netns.probes.result import ProbeResult
+from pytest_netns.probes.sockets import open_probers
+from pytest_netns.topology.construct import Constructor
 
 SO_NETNS_COOKIE = 71
 
@@ -50,7 +53,7 @@ SO_NETNS_COOKIE = 71
 @contextlib.contextmanager
 def tcp_listener(node: Node) -> Iterator[int]:
     """A listening TCP socket opened inside the node's namespace; yields its port."""
-    srv = node.thread.call(socket.create_server, ("0.0.0.0", 0))
+    srv = node.call(socket.create_server, ("0.0.0.0", 0))
     try:
         yield int(srv.getsockname()[1])
     finally:
@@ -60,7 +63,7 @@ def tcp_listener(node: Node) -> Iterator[int]:
 @contextlib.contextmanager
 def closed_tcp_port(node: Node) -> Iterator[int]:
     """A port that is certainly closed: bound in the node, never listening."""
-    sock = node.thread.call(socket.socket, socket.AF_INET, socket.SOCK_STREAM)
+    sock = node.call(socket.socket, socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.bind(("0.0.0.0", 0))
         yield int(sock.getsockname()[1])
@@ -71,7 +74,7 @@ def closed_tcp_port(node: Node) -> Iterator[int]:
 @contextlib.contextmanager
 def udp_service(node: Node, reply: bool) -> Iterator[int]:
     """A UDP socket inside the node, answering every datagram (or never)."""
-    sock = node.thread.call(socket.socket, socket.AF_INET, socket.SOCK_DGRAM)
+    sock = node.call(socket.socket, socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("0.0.0.0", 0))
     sock.settimeout(0.1)
     stop = threading.Event()
@@ -359,7 +362,7 @@ def test_egress_guard_in_a_node_refuses_a_link_no_topology_made(
     pair = make_bridged_pair()
     # a veth pair made by hand inside a's namespace: both ends stay in there
     pair.a.netlink.add_veth("rogue0", "rogue1")
-    pair.a.netlink.configure("rogue0", "10.99.0.1", 24)
+    pair.a.netlink.configure("rogue0", [("10.99.0.1", 24)])
     with pytest.raises(EgressError, match="'rogue0'"):
         ping(pair.a, "10.99.0.2")
     assert ping(pair.a, pair.b).ok  # topology links stay allowed
@@ -468,12 +471,12 @@ def test_closed_topology_leaves_no_namespace_pinned_after_probing(
     assert not set(inode.values()) & held["inodes"], "a thread or fd still pins a namespace"
     if a.container is None:
         assert not os.path.exists(a.netns) and not os.path.exists(b.netns)
-    with pytest.raises(NetnsError, match="released"):
+    with pytest.raises(NodeClosedError, match="was closed"):
         ping(a, "10.201.0.1")
 
 
 def netns_cookie(node: Node) -> int:
-    sock = node.thread.call(socket.socket, socket.AF_INET, socket.SOCK_DGRAM)
+    sock = node.call(socket.socket, socket.AF_INET, socket.SOCK_DGRAM)
     with sock:
         return int.from_bytes(sock.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8), "little")
 
@@ -516,12 +519,12 @@ def test_setup_fails_with_a_reason_when_the_path_is_blocked(
     t.connect(b, sw)
     t.expect(a, b, sw)
     built: dict[str, Any] = {}
-    original = t._create_routes
+    original = Constructor._create_routes
 
-    def then_block(topo: Any) -> None:
+    def then_block(self: Constructor) -> None:
         # what a host firewall would do to a bridge, done inside our own switch
-        original(topo)
-        built["topo"] = topo
+        original(self)
+        topo = built["topo"] = self.topo
         nft(topo.nodes["lan"], tmp_path, (
             "table bridge probetest {\n"
             "  chain forward {\n"
@@ -530,7 +533,7 @@ def test_setup_fails_with_a_reason_when_the_path_is_blocked(
             "}\n"
         ))
 
-    monkeypatch.setattr(t, "_create_routes", then_block)
+    monkeypatch.setattr(Constructor, "_create_routes", then_block)
     with pytest.raises(VerificationError) as failed:
         t.build()
     message = str(failed.value)
@@ -560,14 +563,14 @@ def test_verify_false_skips_the_check(make_bridged_pair: Any) -> None:
     [
         (lambda: ping("host", "not-an-ip"), InvalidAddressError, "'not-an-ip'"),
         (lambda: ping("host", 12), InvalidAddressError, "12"),
-        (lambda: ping("nowhere", "127.0.0.1"), InvalidTopologyError, "'nowhere'"),
-        (lambda: probe_tcp("host", "127.0.0.1", 0), InvalidAddressError, "port 0"),
-        (lambda: probe_udp("host", "127.0.0.1", 70000), InvalidAddressError, "70000"),
-        (lambda: probe_tcp("host", "127.0.0.1", "80"), InvalidAddressError, "'80'"),
-        (lambda: probe("host", "127.0.0.1", 80, proto="sctp"), InvalidTopologyError, "'sctp'"),
-        (lambda: probe("host", "127.0.0.1", 80, proto="icmp"), InvalidAddressError, "port=80"),
-        (lambda: ping("host", "127.0.0.1", timeout=0), InvalidTopologyError, "timeout 0"),
-        (lambda: ping("host", "host"), InvalidAddressError, "both source and destination"),
+        (lambda: ping("nowhere", "127.0.0.1"), InvalidProbeError, "'nowhere'"),
+        (lambda: probe_tcp("host", "127.0.0.1", 0), InvalidProbeError, "port 0"),
+        (lambda: probe_udp("host", "127.0.0.1", 70000), InvalidProbeError, "70000"),
+        (lambda: probe_tcp("host", "127.0.0.1", "80"), InvalidProbeError, "'80'"),
+        (lambda: probe("host", "127.0.0.1", 80, proto="sctp"), InvalidProbeError, "'sctp'"),
+        (lambda: probe("host", "127.0.0.1", 80, proto="icmp"), InvalidProbeError, "port=80"),
+        (lambda: ping("host", "127.0.0.1", timeout=0), InvalidProbeError, "timeout 0"),
+        (lambda: ping("host", "host"), InvalidProbeError, "both source and destination"),
     ],
 )
 def test_bad_input_names_the_value(call: Any, error: type[Exception], words: str) -> None:
@@ -585,6 +588,6 @@ def test_loopback_probes_of_the_host_itself() -> None:
 
 
 def _host() -> Node:
-    from pytest_netns.nodes import host
+    from pytest_netns.nodes.host import host
 
     return host()

@@ -15,6 +15,7 @@ would briefly shadow the pool every other session allocates from.
 from __future__ import annotations
 
 import ipaddress
+import socket
 import string
 from typing import Any
 
@@ -24,7 +25,7 @@ from hypothesis import strategies as st
 from test_errors import assert_nothing_left, leftovers
 
 from pytest_netns import NetnsError
-from pytest_netns.session import Session
+from pytest_netns.ownership import Session
 
 SETTINGS = settings(
     max_examples=50,
@@ -186,7 +187,7 @@ def carries_what_was_asked(built: Any, kw: dict[str, Any]) -> None:
     """The kernel holds every address the topology reports, with the given values."""
     nodes = [getattr(built, n) for n in ("node", "a", "b") if hasattr(built, n)]
     for node in nodes:
-        have = {(ip, plen) for _, ip, plen in node.netlink.addresses()}
+        have = {(a.address, a.prefixlen) for a in node.netlink.addresses(socket.AF_INET)}
         for iface in node.interfaces:
             assert (iface.ip, iface.prefixlen) in have, (node, iface, have)
     if kw.get("iface") is not None and hasattr(built, "iface"):

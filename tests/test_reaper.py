@@ -33,19 +33,21 @@ import pytest
 from netcheck import iproute_json
 
 from conftest import need_docker
-from pytest_netns import reaper
-from pytest_netns.addressing import RESERVATIONS
-from pytest_netns.containers import remove_container
-from pytest_netns.namespaces import NETNS_RUN_DIR, create_named_netns, host_netns_fd
-from pytest_netns.nodes import host
-from pytest_netns.session import SESSIONS_DIR, Session, process_start
+from pytest_netns import ownership
+from pytest_netns.kernel.netns import NETNS_RUN_DIR, create_named_netns, host_netns_fd
+from pytest_netns.lifecycle import hooks, reaper
+from pytest_netns.nodes.engine import remove_container
+from pytest_netns.nodes.host import host
+from pytest_netns.ownership import SESSIONS_DIR, Session, process_start
+from pytest_netns.topology.subnets import RESERVATIONS
 
 DEADLINE = 10.0  # seconds: the issue's definition of "nothing is left"
 WATCHDOG_EXIT = 120.0  # liveness only: it exits after its passes (slow if Docker stalls)
 
 INNER = '''
 import json, os, subprocess, time
-from pytest_netns import reaper
+from pytest_netns import ownership
+from pytest_netns.lifecycle import hooks
 
 
 def test_hold(make_bridged_pair, make_nat_uplink, make_host_only_link,
@@ -60,10 +62,10 @@ def test_hold(make_bridged_pair, make_nat_uplink, make_host_only_link,
         make_host_only_link(container=attached, iface="eth8", verify=False)
     # a server left running inside a namespace node keeps that namespace alive
     node = make_isolated_container(backend="namespace", verify=False).node
-    server = node.thread.call(subprocess.Popen, ["sleep", "600"])
+    server = node.call(subprocess.Popen, ["sleep", "600"])
     if os.environ.get("PN_KEEP"):
-        reaper.mark_kept(netns_session)
-    wd = reaper.current_watchdog()
+        ownership.mark_kept(netns_session)
+    wd = hooks.current_watchdog()
     info = {"sid": netns_session.id, "pid": os.getpid(), "watchdog": wd.pid,
             "server": server.pid, "pytest_sid": os.getsid(0), "watchdog_sid": os.getsid(wd.pid)}
     tmp = os.environ["PN_READY"] + ".tmp"
@@ -77,7 +79,7 @@ def test_hold(make_bridged_pair, make_nat_uplink, make_host_only_link,
 def session_objects(sid: str, pid: int, attached_pid: int | None = None,
                     docker: bool = False) -> list[str]:
     """Everything a session (sid, pid) owns that still exists, seen from outside."""
-    found = [f"netns {n}" for n in reaper.listdir(NETNS_RUN_DIR)
+    found = [f"netns {n}" for n in ownership.listdir(NETNS_RUN_DIR)
              if n.startswith(f"pytest-netns-{sid}-{pid}-")]
     tag = f"pytest-netns:{sid}:{pid}"
     found += [f"host link {ln['ifname']}" for ln in iproute_json(None, "link", "show")
@@ -87,7 +89,7 @@ def session_objects(sid: str, pid: int, attached_pid: int | None = None,
                   for ln in iproute_json(f"/proc/{attached_pid}/ns/net", "link", "show")
                   if str(ln.get("ifalias", "")).startswith(tag)]
     if docker:
-        from pytest_netns.containers import docker_client
+        from pytest_netns.nodes.engine import docker_client
 
         found += [f"container {c.attrs['Names'][0]}" for c in docker_client().containers.list(
             all=True, sparse=True, filters={"label": f"pytest-netns.session={sid}"})]
@@ -120,8 +122,8 @@ def process_running(pid: int) -> bool:
 def attached_container() -> Iterator[Any]:
     """A running container this test owns (no pytest-netns labels) for topologies to attach."""
     need_docker()
-    from pytest_netns.containers import docker_client
-    from pytest_netns.images import DEFAULT_COMMAND, DEFAULT_IMAGE, ensure_image
+    from pytest_netns.nodes.engine import docker_client
+    from pytest_netns.nodes.images import DEFAULT_COMMAND, DEFAULT_IMAGE, ensure_image
 
     client = docker_client()
     ensure_image(client, DEFAULT_IMAGE)
@@ -261,7 +263,7 @@ def test_clean_end_stops_the_watchdog_after_a_start_up_sweep(tmp_path: Path) -> 
     left = Leftovers(dead, False, None)
     (tmp_path / "test_clean.py").write_text(textwrap.dedent('''
         import json, os, socket, time
-        from pytest_netns import reaper
+        from pytest_netns.lifecycle import hooks
 
         def test_one(make_host_only_link, netns_session):
             make_host_only_link(backend="namespace", verify=False)
@@ -277,7 +279,7 @@ def test_clean_end_stops_the_watchdog_after_a_start_up_sweep(tmp_path: Path) -> 
             deadline = time.monotonic() + 10
             while not gone() and time.monotonic() < deadline:
                 time.sleep(0.05)
-            wd = reaper.current_watchdog()
+            wd = hooks.current_watchdog()
             with open(os.environ["PN_INFO"], "w") as f:
                 json.dump({"sid": netns_session.id, "pid": os.getpid(), "watchdog": wd.pid,
                            "leftovers_gone": gone(),
@@ -330,8 +332,8 @@ class Leftovers:
         self.container = None
         self.attached_link = None
         if docker:
-            from pytest_netns.containers import start_containers
-            from pytest_netns.images import DEFAULT_IMAGE
+            from pytest_netns.nodes.container import start_containers
+            from pytest_netns.nodes.images import DEFAULT_IMAGE
 
             (node,) = start_containers(session, ["x"], DEFAULT_IMAGE)
             node.release()
@@ -343,8 +345,8 @@ class Leftovers:
 
     @staticmethod
     def _in_container(ctr: Any, fn: Any) -> Any:
-        from pytest_netns.namespaces import NetnsThread
-        from pytest_netns.netlink import Netlink
+        from pytest_netns.kernel.netlink import Netlink
+        from pytest_netns.kernel.netns import NetnsThread
 
         thread = NetnsThread.entering(f"/proc/{ctr.attrs['State']['Pid']}/ns/net")
         netlink = Netlink(thread)
@@ -387,7 +389,7 @@ class Leftovers:
 
     def remove(self) -> None:
         """Tidy up whatever a failed test left (only this test's own objects)."""
-        from pytest_netns.namespaces import remove_named_netns
+        from pytest_netns.kernel.netns import remove_named_netns
 
         if self.server.poll() is None:
             self.server.kill()
@@ -397,7 +399,7 @@ class Leftovers:
         if self.container is not None:
             remove_container(self.container)
             self._in_container(self.attached, lambda nl: nl.delete_link(self.attached_link))
-        for directory in (SESSIONS_DIR, reaper.KEPT_DIR):
+        for directory in (SESSIONS_DIR, ownership.KEPT_DIR):
             path = os.path.join(directory, self.session.id)
             if os.path.exists(path):
                 os.unlink(path)
@@ -417,7 +419,7 @@ def test_sweep_removes_a_dead_session_and_spares_a_live_one(sweep_backend: Any) 
     dead = Session()
     dead.pid = _dead_pid()
     dead.register()
-    reaper.mark_kept(dead)  # so only this test's include_kept sweep may remove it
+    ownership.mark_kept(dead)  # so only this test's include_kept sweep may remove it
     live = Session()  # this process, deliberately unregistered: it is alive all the same
     gone = Leftovers(dead, docker, sweep_backend)
     kept = Leftovers(live, docker, sweep_backend)
@@ -438,7 +440,7 @@ def test_sweep_removes_a_dead_session_and_spares_a_live_one(sweep_backend: Any) 
             assert expected in lines, f"{expected!r} not reported in {lines}"
         assert f"removed kept marker {dead.id} (pid {dead.pid})" in lines
         assert f"removed session record {dead.id} (pid {dead.pid})" in lines
-        assert not reaper.is_kept(dead.id)
+        assert not ownership.is_kept(dead.id)
         assert all(kept.present().values()), kept.present()
         assert not [ln for ln in lines if live.id in ln], lines
     finally:
@@ -475,7 +477,7 @@ def test_a_reused_pid_does_not_keep_a_dead_session_alive() -> None:
         assert f"removed netns {os.path.basename(path)}" in lines or not os.path.exists(path)
         assert not os.path.exists(path)
     finally:
-        from pytest_netns.namespaces import remove_named_netns
+        from pytest_netns.kernel.netns import remove_named_netns
 
         remove_named_netns(path)
         other.unregister()
@@ -486,7 +488,7 @@ def test_sweep_undoes_a_dead_sessions_uplink_only() -> None:
 
     These records list no change, so undoing them touches nothing on the host.
     """
-    from pytest_netns import uplink
+    from pytest_netns.kernel import uplink
 
     dead = Session()
     dead.pid = _dead_pid()
@@ -510,13 +512,13 @@ def test_sweep_undoes_a_dead_sessions_uplink_only() -> None:
 
 def test_mark_kept_records_the_owner() -> None:
     session = Session()
-    path = reaper.mark_kept(session, ["netns x"])
+    path = ownership.mark_kept(session, ["netns x"])
     try:
         with open(path) as f:
             record = json.load(f)
         assert record == {"pid": session.pid, "start": process_start(session.pid),
                           "objects": ["netns x"]}
-        assert reaper.is_kept(session.id)
+        assert ownership.is_kept(session.id)
     finally:
         os.unlink(path)
 
@@ -525,10 +527,10 @@ def test_nested_in_process_session_keeps_the_outer_watchdog(
     pytester: pytest.Pytester, netns_session: Session
 ) -> None:
     """pytester's in-process runs share this process's session; ending one must not disarm it."""
-    wd = reaper.current_watchdog()
+    wd = hooks.current_watchdog()
     assert wd is not None and process_running(wd.pid)
     pytester.makepyfile("def test_inner(netns_session):\n    pass\n")
     pytester.runpytest("-p", "no:xdist", "-p", "no:cacheprovider").assert_outcomes(passed=1)
-    assert reaper.current_watchdog() is wd
+    assert hooks.current_watchdog() is wd
     assert process_running(wd.pid)
     assert os.path.exists(os.path.join(SESSIONS_DIR, netns_session.id))

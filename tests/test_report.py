@@ -49,7 +49,8 @@ def test_unreachable(make_topology):
     with open("expected.json", "w") as f:
         json.dump({"addresses": addresses(net), "c": net["c"].ip,
                    "a": net["a"].ip, "r_lan": net.segments["lan"].ip_of("r")}, f)
-    from pytest_netns.probes import assert_reachable, ping, reachability_matrix
+    from pytest_netns.probes.api import assert_reachable, ping
+    from pytest_netns.probes.matrix import reachability_matrix
 
     assert ping(net["a"], net["b"]).ok  # one probe that works
     reachability_matrix([net["a"], net["b"], net["c"]], timeout=0.5)
@@ -62,7 +63,7 @@ def test_fine(make_topology):
     t.node("y")
     t.connect("x", "y")
     net = t.build()
-    from pytest_netns.probes import assert_reachable
+    from pytest_netns.probes.api import assert_reachable
 
     assert_reachable(net["x"], net["y"])
 '''
@@ -186,7 +187,8 @@ def run_inside(command: str, *argv: str) -> str:
 def test_keep_leaves_the_failed_topology_up_and_says_how_to_enter(
     pytester: pytest.Pytester, netns_backend: str
 ) -> None:
-    from pytest_netns.reaper import KEPT_DIR, sweep
+    from pytest_netns.lifecycle.reaper import sweep
+    from pytest_netns.ownership import KEPT_DIR
 
     result = run(pytester, netns_backend, "--netns-keep", "-k", "unreachable")
     result.assert_outcomes(failed=1, deselected=1)

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from netcheck import forwarding_sysctls, host_firewall, iproute_json
 
-from pytest_netns import uplink
-from pytest_netns.session import current_session
+from pytest_netns.kernel import uplink
+from pytest_netns.ownership import current_session
 
 
 @pytest.fixture(scope="session")

@@ -35,7 +35,7 @@ RECIPES = ("bridged_pair", "nat_uplink", "host_only_link", "isolated_container")
 INNER = '''
 import json, os, time
 import pytest
-from pytest_netns import reaper
+from pytest_netns.lifecycle import hooks
 
 BACKENDS = os.environ["PN_BACKENDS"].split(",")
 RECIPES = os.environ["PN_RECIPES"].split(",")
@@ -52,9 +52,9 @@ def test_topology(round_, recipe, backend, request, netns_session):
     record = {
         "test": request.node.nodeid, "worker": os.environ.get("PYTEST_XDIST_WORKER"),
         "sid": netns_session.id, "pid": os.getpid(), "started": started,
-        "watchdog": reaper.current_watchdog().pid,
+        "watchdog": hooks.current_watchdog().pid,
         "subnets": [str(s.subnet) for s in topo.segments.values() if s.kind != "stub"],
-        "host_links": list(topo.host_links),
+        "host_links": [i.ifname for i in topo.host_interfaces],
         "netns": [n.netns for n in topo.nodes.values() if n.container is None],
         "containers": [n.container.name for n in topo.nodes.values() if n.container is not None],
     }
@@ -67,13 +67,13 @@ def test_topology(round_, recipe, backend, request, netns_session):
 
 
 def _backends() -> str:
-    from pytest_netns.containers import docker_client, engine_available
+    from pytest_netns.nodes.engine import docker_client, engine_available
 
     if not engine_available():
         if docker_required():
             raise AssertionError("no Docker engine answers (required in CI)")
         return "namespace"
-    from pytest_netns.images import DEFAULT_IMAGE, ensure_image
+    from pytest_netns.nodes.images import DEFAULT_IMAGE, ensure_image
 
     ensure_image(docker_client(), DEFAULT_IMAGE)  # build it once, not in three workers
     return "namespace,docker"
@@ -141,9 +141,9 @@ def test_three_workers_never_collide(tmp_path: Path) -> None:
 def test_automatic_subnets_avoid_the_topologys_own_explicit_ones(make_nat_uplink: Any) -> None:
     """An explicit inside subnet equal to the pool's next free one must not be picked again
     for the upstream side (the router would hold one subnet on two links)."""
-    from pytest_netns.addressing import release, reserve
+    from pytest_netns.topology.subnets import release, reserve
 
-    (upcoming,) = reserve(1, owner="test_xdist probe")
+    (upcoming,) = reserve([24], owner="test_xdist probe")
     release([upcoming])
     nat = make_nat_uplink(subnet=str(upcoming))
     assert nat.subnet == str(upcoming)

@@ -9,13 +9,16 @@ pytest process exits, nothing it made remains.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
 from collections.abc import Callable
 
-from .namespaces import NetnsThread, host_netns_fd
 from .netlink import Netlink
+from .netns import NetnsThread, host_netns_fd
+
+log = logging.getLogger(__name__)
 
 
 class Janitor:
@@ -43,18 +46,19 @@ class Janitor:
                     return
                 job()
             except Exception as exc:  # recorded and reported at drain()
+                log.debug("deferred teardown step failed: %s", exc)
                 self.errors.append(f"{type(exc).__name__}: {exc}")
             finally:
                 self._jobs.task_done()
 
-    def delete_host_link(self, ifname: str) -> None:
+    def delete_host_link(self, link: int | str) -> None:
         """Queue the deletion of a root-namespace link.
 
         It runs on a netlink socket of the janitor's own, not the shared host
         node's: a veth delete holds its thread for ~20 ms, and the next
         test's setup must not queue behind it.
         """
-        self.defer(lambda: self._host_netlink().delete_link(ifname))
+        self.defer(lambda: self._host_netlink().delete_link(link))
 
     def _host_netlink(self) -> Netlink:
         if self._host is None:
@@ -75,7 +79,7 @@ def wait_for_links_gone(alias: str, timeout: float = 10.0) -> list[str]:
     kernel, so the host-side ends linger briefly after their peer's namespace
     is gone. This waits on kernel state rather than sleeping a fixed time.
     """
-    from .rtnl import link_aliases  # a raw dump: no pyroute2 import at session end
+    from .rtnl import link_aliases
 
     deadline = time.monotonic() + timeout
     while True:

@@ -9,11 +9,16 @@ child forked from the router's namespace thread, never on a hot path.
 
 from __future__ import annotations
 
+import logging
 import shutil
-import subprocess
+from collections.abc import Callable
 
-from .errors import TopologyBuildError, UnsupportedKindError
-from .namespaces import NetnsThread
+from ..errors import MissingToolError, TopologyBuildError
+
+log = logging.getLogger(__name__)
+
+#: runs a host program inside the router's namespace: (argv, stdin) -> (status, output)
+ToolRunner = Callable[[list[str], "bytes | None"], tuple[int, str]]
 
 
 def masquerade_ruleset(table: str, out_iface: str) -> str:
@@ -27,38 +32,29 @@ def masquerade_ruleset(table: str, out_iface: str) -> str:
     )
 
 
-def enable_masquerade(thread: NetnsThread, table: str, out_iface: str) -> str:
+def enable_masquerade(run: ToolRunner, table: str, out_iface: str) -> str:
     """Masquerade everything leaving `out_iface`; return which tool did it."""
     nft = shutil.which("nft")
     if nft:
-        _run(thread, [nft, "-f", "-"], masquerade_ruleset(table, out_iface))
+        _run(run, [nft, "-f", "-"], masquerade_ruleset(table, out_iface))
         return "nftables"
     iptables = shutil.which("iptables")
     if iptables:
         comment = table.replace("_", "-")
         _run(
-            thread,
+            run,
             [iptables, "-t", "nat", "-A", "POSTROUTING", "-o", out_iface,
              "-m", "comment", "--comment", comment, "-j", "MASQUERADE"],
         )
         return "iptables"
-    raise UnsupportedKindError(
+    raise MissingToolError(
         "NAT needs nftables or iptables, and neither `nft` nor `iptables` is installed: "
         "apt-get install nftables (or iptables)"
     )
 
 
-def _run(thread: NetnsThread, argv: list[str], stdin: str | None = None) -> None:
-    proc: subprocess.Popen[bytes] = thread.call(
-        subprocess.Popen,
-        argv,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    out, _ = proc.communicate(stdin.encode() if stdin else None, timeout=30)
-    if proc.returncode != 0:
-        raise TopologyBuildError(
-            f"`{' '.join(argv)}` in {thread.label} failed ({proc.returncode}): "
-            f"{out.decode(errors='replace').strip()}"
-        )
+def _run(run: ToolRunner, argv: list[str], stdin: str | None = None) -> None:
+    log.debug("running %s", " ".join(argv))
+    code, out = run(argv, stdin.encode() if stdin else None)
+    if code != 0:
+        raise TopologyBuildError(f"`{' '.join(argv)}` failed ({code}): {out.strip()}")

@@ -17,15 +17,16 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import functools
 import os
 import queue
+import subprocess
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from .errors import NetnsError, NotPermittedError
-from .session import STATE_DIR
+from ..errors import NetnsError, NotPermittedError
 
 T = TypeVar("T")
 
@@ -34,7 +35,10 @@ MS_BIND = 4096
 MNT_DETACH = 2
 NETNS_RUN_DIR = "/run/netns"
 
-_libc = ctypes.CDLL(None, use_errno=True)
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    """libc, loaded on first use: importing the package makes no system call."""
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def _check(ret: int, what: str, target: str) -> None:
@@ -51,26 +55,36 @@ def _check(ret: int, what: str, target: str) -> None:
 
 def setns(fd: int, target: str = "") -> None:
     """Move the calling thread into the network namespace behind `fd`."""
-    _check(_libc.setns(fd, CLONE_NEWNET), "setns into", target or str(fd))
+    _check(_libc().setns(fd, CLONE_NEWNET), "setns into", target or str(fd))
 
 
 def _unshare_net() -> None:
-    _check(_libc.unshare(CLONE_NEWNET), "unshare", "CLONE_NEWNET")
+    _check(_libc().unshare(CLONE_NEWNET), "unshare", "CLONE_NEWNET")
 
 
 def _bind_mount(src: str, dst: str) -> None:
-    _check(_libc.mount(src.encode(), dst.encode(), b"none", MS_BIND, None), "bind-mount onto", dst)
+    _check(_libc().mount(src.encode(), dst.encode(), b"none", MS_BIND, None), "bind-mount onto",
+           dst)
 
 
-# "The host" is the namespace this process started in. /proc/1/ns/net may be
-# unreadable in sandboxes, so keep our own handle, taken at import.
-HOST_NETNS_PATH = f"/proc/{os.getpid()}/ns/net"
-_HOST_FD = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+_host_fd: dict[int, int] = {}  # pid -> descriptor (a forked child opens its own)
+_host_lock = threading.Lock()
 
 
 def host_netns_fd() -> int:
-    """The descriptor of the namespace this process started in."""
-    return _HOST_FD
+    """The descriptor of "the host": the namespace this process started in.
+
+    /proc/1/ns/net may be unreadable in sandboxes, so the process keeps its
+    own handle, opened on first use. It is the main thread's namespace
+    (`/proc/self/ns/net`), never the calling thread's: only namespace
+    threads call setns, and the main thread stays where the process started.
+    """
+    with _host_lock:
+        fd = _host_fd.get(os.getpid())
+        if fd is None:
+            fd = _host_fd[os.getpid()] = os.open("/proc/self/ns/net",
+                                                  os.O_RDONLY | os.O_CLOEXEC)
+        return fd
 
 
 _STOP = object()
@@ -168,6 +182,27 @@ class NetnsThread:
         """Run `fn` inside the namespace and return its result."""
         return self.submit(fn, *args, **kwargs).result()
 
+    def popen(self, argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        """Start argv as a child forked from this thread, so it runs inside the namespace."""
+        return self.call(subprocess.Popen, argv, **kwargs)
+
+    def run(self, argv: list[str], stdin: bytes | None = None,
+            timeout: float = 30.0) -> tuple[int, str]:
+        """Run a short helper program (nft, iptables) inside the namespace.
+
+        Returns its exit status and combined output. For a tool pytest-netns
+        itself runs; the commands a test runs go through the node's `exec`.
+        """
+        proc = self.popen(argv, stdin=subprocess.PIPE if stdin is not None else
+                          subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT)
+        try:
+            out, _ = proc.communicate(stdin, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+        return proc.returncode, out.decode(errors="replace")
+
     def stop(self) -> None:
         """End the thread, so it stops holding a reference to the namespace."""
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
@@ -196,65 +231,12 @@ def create_named_netns(name: str) -> tuple[str, NetnsThread]:
         raise
 
 
-# capability numbers from linux/capability.h
-CAP_NET_ADMIN = 12
-CAP_SYS_ADMIN = 21
-# judge write access as the effective uid does (setuid wrappers, setpriv)
-_EFFECTIVE_IDS = os.access in os.supports_effective_ids
-
-
-def effective_capabilities() -> int:
-    """This thread's effective capability mask (CapEff in /proc/thread-self/status)."""
-    with open("/proc/thread-self/status") as f:
-        for line in f:
-            if line.startswith("CapEff:"):
-                return int(line.split()[1], 16)
-    return 0
-
-
-def missing_privileges() -> list[str]:
-    """What this process lacks to build topologies; empty when it lacks nothing.
-
-    Checked up front so that a run without root fails with one message that
-    says what to grant, instead of an EPERM or EACCES from whichever call
-    happens to come first.
-    """
-    caps = effective_capabilities()
-    missing = [name for name, bit in (("CAP_NET_ADMIN", CAP_NET_ADMIN),
-                                      ("CAP_SYS_ADMIN", CAP_SYS_ADMIN))
-               if not caps >> bit & 1]
-    for directory in (NETNS_RUN_DIR, STATE_DIR):
-        existing = directory
-        while not os.path.isdir(existing):
-            existing = os.path.dirname(existing)
-        if not os.access(existing, os.W_OK | os.X_OK, effective_ids=_EFFECTIVE_IDS):
-            missing.append(f"write access to {existing}")
-    return missing
-
-
-def require_privileges() -> None:
-    """NotPermittedError naming what is missing, before anything is created."""
-    missing = missing_privileges()
-    if not missing:
-        return
-    if os.geteuid() == 0:
-        fix = ("it runs as root, but with these capabilities dropped: run it without dropping "
-               "them (in a container: --cap-add NET_ADMIN --cap-add SYS_ADMIN, or --privileged)")
-    else:
-        fix = "run pytest as root (e.g. `sudo -E pytest`), or grant those capabilities"
-    raise NotPermittedError(
-        f"pytest-netns needs root (or CAP_NET_ADMIN and CAP_SYS_ADMIN) to create network "
-        f"namespaces and links; this process (uid {os.geteuid()}) lacks "
-        f"{', '.join(missing)}: {fix}; `pytest-netns doctor` shows what this host supports"
-    )
-
-
 def remove_named_netns(path: str) -> None:
     """Unpin a named namespace; the kernel reaps it once nothing holds it.
 
     Only "already gone" is ignored, so a real failure is never hidden.
     """
-    if _libc.umount2(path.encode(), MNT_DETACH) != 0:
+    if _libc().umount2(path.encode(), MNT_DETACH) != 0:
         err = ctypes.get_errno()
         if err not in (errno.EINVAL, errno.ENOENT):
             raise OSError(err, f"umount {path}: {os.strerror(err)}")

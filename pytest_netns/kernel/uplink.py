@@ -1,6 +1,7 @@
 """The opt-in real uplink: a NAT router that may reach beyond this machine.
 
-This is the seed's "enable Internet access", and the one place pytest-netns
+This is the "Internet access" scenario of the article the fixtures come
+from ("Advanced Docker networking"), and the one place pytest-netns
 changes the host. It happens only when a test asks for it
 (`make_nat_uplink(real_uplink=True)`), and every change is recorded first
 in /run/pytest-netns/uplink-<session>.json, so that `restore()`, a sweep
@@ -24,8 +25,9 @@ import shutil
 import subprocess
 from dataclasses import asdict, dataclass, field
 
-from .errors import NetnsError, UnsupportedKindError
-from .session import STATE_DIR
+from ..errors import MissingToolError, NetnsError
+from ..ownership import STATE_DIR
+from .rtnl import Rtnl
 
 IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
 
@@ -54,13 +56,14 @@ def state_file(session_id: str) -> str:
 
 def default_route_interface() -> str:
     """The host's default route interface (where the uplink's traffic leaves)."""
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ip:
-        for m in ip.route("dump", family=2):
-            if m["dst_len"] == 0 and m.get_attr("RTA_OIF"):
-                idx = m.get_attr("RTA_OIF")
-                return str(ip.link("get", index=idx)[0].get_attr("IFLA_IFNAME"))
+    rt = Rtnl()
+    try:
+        names = {link.index: link.ifname for link in rt.links()}
+        for route in rt.routes():
+            if route.is_default and route.oif in names:
+                return names[route.oif]
+    finally:
+        rt.close()
     raise NetnsError(
         "real_uplink=True needs a default route on the host, and there is none; "
         "leave real_uplink off to keep the NAT uplink on this machine"
@@ -70,7 +73,7 @@ def default_route_interface() -> str:
 def _iptables() -> str:
     found = shutil.which("iptables")
     if not found:
-        raise UnsupportedKindError("real_uplink=True needs iptables: apt-get install iptables")
+        raise MissingToolError("real_uplink=True needs iptables: apt-get install iptables")
     return found
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 
-from .errors import DockerUnavailableError, InvalidTopologyError
-
-CHOICES = ("auto", "docker", "namespace")
+from ..choices import BACKEND_CHOICES as CHOICES
+from ..errors import DockerUnavailableError, InvalidArgumentError
 
 
 def resolve_backend(choice: str) -> str:
@@ -18,10 +17,10 @@ def resolve_backend(choice: str) -> str:
     """
     choice = (choice or os.environ.get("PYTEST_NETNS_BACKEND") or "auto").lower()
     if choice not in CHOICES:
-        raise InvalidTopologyError(f"unknown backend {choice!r}: expected one of {CHOICES}")
+        raise InvalidArgumentError(f"unknown backend {choice!r}: expected one of {CHOICES}")
     if choice == "namespace":
         return "namespace"
-    from .containers import engine_available
+    from ..nodes.engine import engine_available
 
     if engine_available():
         return "docker"

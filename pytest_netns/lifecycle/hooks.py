@@ -1,23 +1,42 @@
 """Start and end of a pytest-netns session in one process.
 
-At the start the session registers itself as live (so sweeps leave it alone)
-and the crash watchdog is armed; at the end deferred teardown is drained and
-the process waits until the kernel has reaped every host-side link it made,
-so nothing the session created outlives it.
+At the start the session registers itself as live (so sweeps leave it
+alone) and the crash watchdog is armed; at the end the topologies tests
+left open are closed, deferred teardown is drained, the process waits until
+the kernel has reaped every host-side link it made, and the watchdog is
+told the exit was clean. Nothing the session created outlives it.
 """
 
 from __future__ import annotations
 
-from .janitor import janitor, wait_for_links_gone
-from .session import Session, current_session
-from .topology import kept_topologies, live_topologies
+import os
+import threading
+from typing import Any
+
+from ..kernel.janitor import janitor, wait_for_links_gone
+from ..ownership import Session, current_session
+from ..topology.registry import kept_topologies, live_topologies
+from .watchdog import Watchdog, start
+
+_lock = threading.Lock()
+_active: dict[str, Any] = {"pid": 0, "depth": 0, "watchdog": None}
 
 
 def start_session() -> Session:
-    session = current_session()
-    from . import reaper
+    """Register the session as live and arm its watchdog (once per process).
 
-    reaper.on_session_start(session)
+    The watchdog also sweeps dead sessions' leftovers as it starts, in its
+    own process, so pytest does not wait for that (nor import docker for it).
+    Nested sessions in one process (pytester's in-process runs) share it.
+    """
+    session = current_session()
+    with _lock:
+        if _active["pid"] != os.getpid():  # a forked child inherits no watchdog
+            _active.update(pid=os.getpid(), depth=0, watchdog=None)
+        session.register()
+        _active["depth"] += 1
+        if _active["watchdog"] is None:
+            _active["watchdog"] = start(session, sweep_dead=True)
     return session
 
 
@@ -34,7 +53,25 @@ def finish_session(session: Session) -> list[str]:
     left = [] if kept_topologies() else wait_for_links_gone(session.alias)
     if left:
         problems.append(f"links still present after 10 s: {left}")
-    from . import reaper
-
-    reaper.on_session_end(session)
+    _disarm(session)
     return problems
+
+
+def _disarm(session: Session) -> None:
+    """Tell the watchdog this was a clean exit, reap it, and unregister."""
+    with _lock:
+        if _active["pid"] != os.getpid():
+            return
+        _active["depth"] = max(_active["depth"] - 1, 0)
+        if _active["depth"]:
+            return
+        wd: Watchdog | None = _active["watchdog"]
+        _active["watchdog"] = None
+        if wd is not None:
+            wd.stop()
+        session.unregister()
+
+
+def current_watchdog() -> Watchdog | None:
+    """This process's watchdog, if a session has armed one."""
+    return _active["watchdog"] if _active["pid"] == os.getpid() else None

@@ -11,8 +11,9 @@ low as 32768). Nothing is removed by a name pattern alone, and a live
 session's objects are never touched, even when that session never
 registered (it may be a script using the library directly).
 
-Sessions whose topologies were kept for debugging (`mark_kept`) are skipped
-until `sweep(include_kept=True)`, which is what `pytest-netns cleanup` does.
+Sessions whose topologies were kept for debugging (`ownership.mark_kept`)
+are skipped until `sweep(include_kept=True)`, which is what `pytest-netns
+cleanup` does.
 """
 
 from __future__ import annotations
@@ -21,30 +22,29 @@ import functools
 import json
 import os
 import re
-import signal
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .addressing import release_dead
-from .namespaces import NETNS_RUN_DIR, NetnsThread, remove_named_netns
-from .session import (
+from ..kernel.netlink import Netlink
+from ..kernel.netns import NETNS_RUN_DIR, NetnsThread, remove_named_netns
+from ..nodes.host import host
+from ..nodes.process import kill_in_netns
+from ..ownership import (
     CONTAINER_LABEL,
     CONTAINER_PID_LABEL,
+    KEPT_DIR,
     SESSIONS_DIR,
     STATE_DIR,
-    Session,
+    listdir,
     process_alive,
-    process_start,
+    read_records,
 )
+from ..topology.subnets import release_dead
 
 if TYPE_CHECKING:
     import docker
 
-    from .watchdog import Watchdog
-
-KEPT_DIR = os.path.join(STATE_DIR, "kept")
 DOCKER_TIMEOUT = 8  # seconds per engine call during a sweep
 _NETNS_RE = re.compile(r"^pytest-netns-([0-9A-Za-z_]+)-(\d+)-\d+-")
 _ALIAS_RE = re.compile(r"^pytest-netns:([0-9A-Za-z_]+):(\d+)")
@@ -78,40 +78,14 @@ def owner_of_labels(labels: dict[str, str] | None) -> Owner | None:
     return Owner(sid, int(pid)) if sid and pid.isdigit() else None
 
 
-def _read_records(directory: str) -> dict[str, tuple[int, int]]:
-    """sid -> (pid, start ticks or 0) for the session records or kept markers in `directory`.
-
-    A record holds "<pid> <start>" or JSON with "pid" and "start" (kept markers).
-    """
-    out: dict[str, tuple[int, int]] = {}
-    for sid in listdir(directory):
-        if "." in sid:  # a marker being written
-            continue
-        try:
-            with open(os.path.join(directory, sid)) as f:
-                text = f.read().strip()
-        except OSError:
-            continue
-        try:
-            if text.startswith("{"):
-                data = json.loads(text)
-                out[sid] = (int(data["pid"]), int(data.get("start") or 0))
-            else:
-                pid, _, start = text.partition(" ")
-                out[sid] = (int(pid), int(start or 0))
-        except (ValueError, KeyError, TypeError):
-            continue
-    return out
-
-
 class _Judge:
     """Decides, for one sweep, whose objects may go."""
 
     def __init__(self, include_kept: bool, session_id: str | None) -> None:
         self.include_kept = include_kept
         self.session_id = session_id
-        self.records = _read_records(SESSIONS_DIR)
-        self.kept = _read_records(KEPT_DIR)
+        self.records = read_records(SESSIONS_DIR)
+        self.kept = read_records(KEPT_DIR)
         self.failed: set[str] = set()  # sessions whose records stay for a retry
         self.records_stay = False  # every record stays (containers were not swept)
 
@@ -160,7 +134,7 @@ def sweep(*, include_kept: bool = False, session_id: str | None = None) -> list[
     # must not hold them up
     lines = _sweep_uplinks(judge)
     lines += _sweep_netns(judge)
-    lines += _sweep_links(judge, _host_netlink(), "")
+    lines += _sweep_links(judge, host().netlink, "")
     lines += [f"released subnet {what}" for what in release_dead()]
     try:
         lines += _sweep_docker(judge)
@@ -194,7 +168,7 @@ def _sweep_uplinks(judge: _Judge) -> list[str]:
             continue
         if (pid and not judge.dead(Owner(m[1], pid))) or not judge.in_scope(m[1]):
             continue
-        from .uplink import restore_session
+        from ..kernel.uplink import restore_session
 
         try:
             lines += restore_session(m[1])
@@ -206,21 +180,12 @@ def _sweep_uplinks(judge: _Judge) -> list[str]:
     return lines
 
 
-def listdir(path: str) -> list[str]:
-    """Sorted entries of a state directory; none when it does not exist yet."""
-    try:
-        return sorted(os.listdir(path))
-    except FileNotFoundError:
-        return []
-
-
 # -- namespaces -------------------------------------------------------------
 
 
 def _sweep_netns(judge: _Judge) -> list[str]:
     lines: list[str] = []
     nsfs = os.stat("/proc/self/ns/net").st_dev
-    by_netns: dict[int, list[int]] | None = None
     for name in listdir(NETNS_RUN_DIR):
         owner = owner_of_netns(name)
         if owner is None or not judge.doomed(owner):
@@ -231,64 +196,27 @@ def _sweep_netns(judge: _Judge) -> list[str]:
         except FileNotFoundError:
             continue
         if st.st_dev == nsfs:  # still mounted: processes may keep it alive
-            by_netns = _processes_by_netns() if by_netns is None else by_netns
-            lines += _kill(by_netns.get(st.st_ino, []), name)
+            # that session started them there, and they would keep the
+            # namespace, and every veth in it, alive after its name is gone
+            lines += [f"killed process {what} left in netns {name}"
+                      for what in kill_in_netns(st.st_ino)]
         lines += judge.attempt(owner.sid, f"netns {name}",
                                functools.partial(remove_named_netns, path))
-    return lines
-
-
-def _processes_by_netns() -> dict[int, list[int]]:
-    """Network-namespace inode -> pids of the processes in it (not this one)."""
-    out: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            link = os.readlink(f"/proc/{entry}/ns/net")
-        except OSError:
-            continue
-        if link.startswith("net:["):
-            out.setdefault(int(link[5:-1]), []).append(int(entry))
-    return out
-
-
-def _kill(pids: list[int], name: str) -> list[str]:
-    """SIGKILL processes left running in a dead session's namespace (its servers).
-
-    That session started them there, and they would keep the namespace, and
-    every veth in it, alive after its name is gone.
-    """
-    lines = []
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/comm") as f:
-                comm = f.read().strip()
-            os.kill(pid, signal.SIGKILL)
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-        lines.append(f"killed process {pid} ({comm}) left in netns {name}")
     return lines
 
 
 # -- links ------------------------------------------------------------------
 
 
-def _host_netlink() -> Any:
-    from .nodes import host
-
-    return host().netlink
-
-
-def _sweep_links(judge: _Judge, netlink: Any, where: str) -> list[str]:
+def _sweep_links(judge: _Judge, netlink: Netlink, where: str) -> list[str]:
     """Delete links whose alias names a doomed owner, inside one namespace."""
     lines = []
     for link in netlink.links():
-        owner = owner_of_alias(link["alias"])
+        owner = owner_of_alias(link.alias)
         if owner is not None and judge.doomed(owner):
             lines += judge.attempt(  # "already gone" counts as done
-                owner.sid, f"link {link['ifname']}{where} ({link['alias']})",
-                functools.partial(netlink.delete_link, int(link["index"])),
+                owner.sid, f"link {link.ifname}{where} ({link.alias})",
+                functools.partial(netlink.delete_link, link.index),
             )
     return lines
 
@@ -304,7 +232,7 @@ def _docker() -> docker.DockerClient | None:
     """
     if not os.environ.get("DOCKER_HOST") and not os.path.exists("/var/run/docker.sock"):
         return None
-    from .containers import engine_available
+    from ..nodes.engine import engine_available
 
     if not engine_available():
         return None
@@ -331,7 +259,7 @@ def _sweep_docker(judge: _Judge) -> list[str]:
 def _sweep_containers(client: docker.DockerClient, judge: _Judge) -> list[str]:
     import docker.errors
 
-    from .containers import remove_container
+    from ..nodes.engine import remove_container
 
     label = CONTAINER_LABEL
     if judge.session_id is not None:
@@ -389,8 +317,6 @@ def _sweep_attached(client: docker.DockerClient, judge: _Judge) -> list[str]:
 
 
 def _sweep_links_in(fd: int, judge: _Judge, where: str) -> list[str]:
-    from .netlink import Netlink
-
     thread = NetnsThread.entering(fd, where.strip())
     try:
         netlink = Netlink(thread)
@@ -421,68 +347,3 @@ def _sweep_records(judge: _Judge) -> list[str]:
                     continue
                 lines.append(f"removed {what} {sid} (pid {pid})")
     return lines
-
-
-def mark_kept(session: Session, objects: list[str] | None = None) -> str:
-    """Mark `session`'s objects kept for debugging; return the marker's path.
-
-    Automatic sweeps and the crash watchdog then leave every object of this
-    session alone, until `pytest-netns cleanup` (`sweep(include_kept=True)`).
-    """
-    os.makedirs(KEPT_DIR, exist_ok=True)
-    path = os.path.join(KEPT_DIR, session.id)
-    record = {"pid": session.pid, "start": process_start(session.pid) or 0,
-              "objects": list(objects or [])}
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(record, f)
-    os.replace(tmp, path)
-    return path
-
-
-def is_kept(session_id: str) -> bool:
-    return os.path.exists(os.path.join(KEPT_DIR, session_id))
-
-
-# -- session hooks ------------------------------------------------------------
-
-_lock = threading.Lock()
-_active: dict[str, Any] = {"pid": 0, "depth": 0, "watchdog": None}
-
-
-def on_session_start(session: Session) -> None:
-    """Register the session as live and arm its watchdog (once per process).
-
-    The watchdog also sweeps dead sessions' leftovers as it starts, in its
-    own process, so pytest does not wait for that (nor import docker for it).
-    Nested sessions in one process (pytester's in-process runs) share it.
-    """
-    from .watchdog import start
-
-    with _lock:
-        if _active["pid"] != os.getpid():  # a forked child inherits no watchdog
-            _active.update(pid=os.getpid(), depth=0, watchdog=None)
-        session.register()
-        _active["depth"] += 1
-        if _active["watchdog"] is None:
-            _active["watchdog"] = start(session, sweep_dead=True)
-
-
-def on_session_end(session: Session) -> None:
-    """Tell the watchdog this was a clean exit, reap it, and unregister."""
-    with _lock:
-        if _active["pid"] != os.getpid():
-            return
-        _active["depth"] = max(_active["depth"] - 1, 0)
-        if _active["depth"]:
-            return
-        wd: Watchdog | None = _active["watchdog"]
-        _active["watchdog"] = None
-        if wd is not None:
-            wd.stop()
-        session.unregister()
-
-
-def current_watchdog() -> Watchdog | None:
-    """This process's watchdog, if a session has armed one."""
-    return _active["watchdog"] if _active["pid"] == os.getpid() else None

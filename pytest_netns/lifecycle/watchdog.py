@@ -36,7 +36,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
-from .session import STATE_DIR, Session
+from ..ownership import STATE_DIR, Session
 
 T = TypeVar("T")
 
@@ -84,13 +84,13 @@ def start(session: Session, *, sweep_dead: bool = True) -> Watchdog | None:
     """Start the watchdog for `session`; None (with a warning) if it cannot start."""
     read_fd, write_fd = os.pipe()  # both close-on-exec: no other child inherits them
     argv = [
-        sys.executable, "-m", "pytest_netns.watchdog", "--fd", str(read_fd),
+        sys.executable, "-m", "pytest_netns.lifecycle.watchdog", "--fd", str(read_fd),
         "--parent", str(os.getpid()), "--session", session.id,
     ]
     if sweep_dead:
         argv.append("--sweep-dead")
     env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     try:
         os.makedirs(STATE_DIR, exist_ok=True)
@@ -120,13 +120,12 @@ def start(session: Session, *, sweep_dead: bool = True) -> Watchdog | None:
 
 def _in_host_netns(fn: Callable[[], T]) -> T:
     """Run `fn` on a thread in the host namespace (a forked child starts in the caller's)."""
-    from .namespaces import host_netns_fd
+    from ..kernel.netns import host_netns_fd
+    from ..nodes.host import host
 
     if os.stat("/proc/thread-self/ns/net").st_ino == os.fstat(host_netns_fd()).st_ino:
         return fn()
-    from .nodes import host
-
-    return host().thread.call(fn)
+    return host().call(fn)
 
 
 # -- the child ------------------------------------------------------------------
@@ -170,7 +169,7 @@ def _sweep_logged(sid: str, reason: str, **kwargs: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
-    parser = argparse.ArgumentParser(prog="python -m pytest_netns.watchdog")
+    parser = argparse.ArgumentParser(prog="python -m pytest_netns.lifecycle.watchdog")
     parser.add_argument("--fd", type=int, required=True, help="read end of the parent's pipe")
     parser.add_argument("--parent", type=int, required=True, help="pid of the pytest process")
     parser.add_argument("--session", required=True, help="session id to clean up after")

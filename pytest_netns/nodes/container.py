@@ -9,52 +9,88 @@ start is mostly waiting on the engine.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import functools
+import logging
 import os
-from collections.abc import Iterator
+import signal
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from .errors import ContainerError, DockerUnavailableError, NetnsError
+from ..errors import ContainerError, NetnsError
+from ..kernel.netns import NetnsThread
+from ..ownership import Session
+from .base import Node
+from .engine import docker_client, remove_container
 from .images import DEFAULT_COMMAND, ensure_image
-from .nodes import ContainerNode
-from .session import STATE_DIR, Session
+from .process import Process, as_argv
 
 if TYPE_CHECKING:
-    import docker
     from docker.models.containers import Container
 
-
-@functools.lru_cache(maxsize=1)
-def _client() -> docker.DockerClient:
-    import docker
-
-    return docker.from_env(timeout=60)
+log = logging.getLogger(__name__)
 
 
-def docker_client() -> docker.DockerClient:
-    """The shared Docker client; DockerUnavailableError when no engine answers."""
-    if not engine_available():
-        raise DockerUnavailableError(
-            "no Docker engine answers (checked DOCKER_HOST or /var/run/docker.sock): start "
-            "dockerd, or use --netns-backend=namespace to run on bare network namespaces"
-        )
-    return _client()
 
+class ContainerNode(Node):
+    """A running Docker container, entered through its init process's namespace."""
 
-@functools.lru_cache(maxsize=1)
-def engine_available() -> bool:
-    """True when a Docker engine answers a ping (checked once per process)."""
-    try:
-        import docker
+    def __init__(self, name: str, container: Container, owned: bool) -> None:
+        pid = int(container.attrs["State"]["Pid"])
+        path = f"/proc/{pid}/ns/net"
+        self._pinned = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        super().__init__(name, path, NetnsThread.entering(self._pinned, f"container {name}"))
+        self.container = container
+        self.owned = owned
+        self.pid = pid
 
-        probe = docker.from_env(timeout=3)
-        probe.ping()
-        probe.close()
-        return True
-    except Exception:  # any failure means "no usable engine"
-        return False
+    @property
+    def kind(self) -> str:
+        return "container"
+
+    def netns_fd(self) -> int:
+        return self._pinned
+
+    def exec(self, argv: list[str] | str, timeout: float = 30.0) -> tuple[int, str]:
+        self.check_open("run a command in")
+        assert self.container is not None
+        result: Any = self.container.exec_run(argv)
+        output = result.output or b""
+        return int(result.exit_code), output.decode(errors="replace")
+
+    def spawn(self, argv: list[str] | str) -> Process:
+        """Start argv detached in the container; it dies with the container.
+
+        Stopping it early signals it by its host PID, found by its command
+        line among the container's processes (`docker top` needs no tools in
+        the image).
+        """
+        self.check_open("start a process in")
+        assert self.container is not None
+        self.container.exec_run(as_argv(argv), detach=True)
+        container = self.container
+
+        def stop() -> None:
+            top = container.top(ps_args="-o pid,args")
+            wanted = " ".join(as_argv(argv))
+            for row in top.get("Processes") or []:
+                if row[-1] == wanted:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(int(row[0]), signal.SIGTERM)
+
+        return Process(as_argv(argv), stop)
+
+    def remove(self, defer: Callable[[Callable[[], None]], None]) -> None:
+        """A started container is removed later, one at a time; an attached one is let go of."""
+        if self.owned:
+            defer(lambda: remove_nodes([self]))
+        else:
+            defer(self.release)
+
+    def release(self) -> None:
+        super().release()
+        if self._pinned >= 0:
+            os.close(self._pinned)
+            self._pinned = -1
 
 
 def start_containers(
@@ -107,6 +143,7 @@ def start_containers(
                     f"with status {ctr.attrs['State'].get('ExitCode')}: {logs or 'no output'}; "
                     "give it a command that keeps running"
                 )
+            log.debug("started container %s (%s) for node %s", cname, image, name)
             return ContainerNode(name, ctr, owned=True)
         except BaseException:
             remove_container(ctr)
@@ -134,38 +171,6 @@ def remove_nodes(nodes: list[ContainerNode]) -> None:
         node.release()
         if node.owned and node.container is not None:
             remove_container(node.container)
-
-
-TEARDOWN_LOCK = os.path.join(STATE_DIR, "docker-teardown.lock")
-
-
-@contextlib.contextmanager
-def teardown_lock() -> Iterator[None]:
-    """Serialise container teardown across every process on this host.
-
-    Docker 20.10 (Debian 12's docker.io) can deadlock its whole daemon when two
-    containers' network endpoints are torn down at the same time: libnetwork's
-    getSvcRecords (container exit) and processEndpointDelete (endpoint removal)
-    take the network and controller locks in opposite orders (moby/moby#46661,
-    fixed only after 20.10.24). Every container has an endpoint, even with
-    `network_mode="none"`. One teardown at a time, machine-wide, closes that
-    window; removals run on the janitor thread, so tests do not wait for it.
-    """
-    os.makedirs(STATE_DIR, exist_ok=True)
-    with open(TEARDOWN_LOCK, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def remove_container(container: Any) -> None:
-    """Force-remove a container under the teardown lock; "already gone" is fine."""
-    import docker.errors
-
-    with teardown_lock(), contextlib.suppress(docker.errors.NotFound):
-        container.remove(force=True)
 
 
 def resolve_container(obj: object) -> Container:

@@ -14,7 +14,7 @@ import tarfile
 import threading
 from typing import TYPE_CHECKING
 
-from .errors import ImageError
+from ..errors import ImageError
 
 if TYPE_CHECKING:
     import docker

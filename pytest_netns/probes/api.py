@@ -9,9 +9,9 @@ load) and sent through sockets opened inside the source's namespace
 destination is looked up and a route that leaves through an interface no
 topology created (the host's eth0, docker0, ...) raises EgressError.
 
-`src` is a Node or "host" (the namespace pytest runs in); `dst` is an IPv4
-address, a Node (its `.ip`), or "host" (the host's address on a link it
-shares with `src`).
+`src` is a Node or "host" (the namespace pytest runs in); `dst` is an IP
+address, a Node (its address on a segment it shares with `src`, else its
+`.ip`), or "host" (the host's address on a link it shares with `src`).
 
 Answers are told apart (see `ProbeResult.state`): "no-route" is decided in
 the source before anything is sent; an ICMP error names the hop that sent
@@ -26,16 +26,18 @@ from __future__ import annotations
 
 import time
 
-from .matrix import ReachabilityMatrix, reachability_matrix
-from .probe_engine import (
+from .engine import (
     PROBE_STATS,
+    Destination,
+    Source,
     check_attempts,
     describe,
     observers,
     probe_one,
     retry_window,
 )
-from .probe_result import ProbeResult
+from .matrix import ReachabilityMatrix, reachability_matrix
+from .result import PAYLOAD, ProbeResult
 
 __all__ = [
     "PROBE_STATS",
@@ -52,18 +54,18 @@ __all__ = [
 ]
 
 
-def ping(src: object, dst: object, timeout: float = 1.0) -> ProbeResult:
+def ping(src: Source, dst: Destination, timeout: float = 1.0) -> ProbeResult:
     """ICMP echo from `src` to `dst`: state reply, no-route, unreachable or timeout."""
     return probe_one(src, dst, "icmp", None, timeout)
 
 
-def probe_tcp(src: object, dst: object, port: int, timeout: float = 1.0) -> ProbeResult:
+def probe_tcp(src: Source, dst: Destination, port: int, timeout: float = 1.0) -> ProbeResult:
     """A TCP SYN: open (SYN/ACK), closed (RST), filtered (silence), no-route or unreachable."""
     return probe_one(src, dst, "tcp", port, timeout)
 
 
 def wait_for_tcp(
-    src: object, dst: object, port: int, timeout: float = 10.0, interval: float = 0.05
+    src: Source, dst: Destination, port: int, timeout: float = 10.0, interval: float = 0.05
 ) -> ProbeResult:
     """Probe until `port` answers open, or `timeout` passes; return the last result.
 
@@ -80,7 +82,7 @@ def wait_for_tcp(
 
 
 def probe_udp(
-    src: object, dst: object, port: int, timeout: float = 1.0, payload: bytes = b"pytest-netns"
+    src: Source, dst: Destination, port: int, timeout: float = 1.0, payload: bytes = PAYLOAD
 ) -> ProbeResult:
     """A UDP datagram: open (a reply), closed (ICMP port unreachable from the
     destination), open|filtered (silence), no-route or unreachable."""
@@ -88,20 +90,20 @@ def probe_udp(
 
 
 def probe(
-    src: object, dst: object, port: int | None = None, proto: str | None = None,
+    src: Source, dst: Destination, port: int | None = None, proto: str | None = None,
     timeout: float = 1.0,
 ) -> ProbeResult:
     """Any of the three: ICMP without a port, TCP with one, unless `proto` says otherwise."""
     return probe_one(src, dst, proto, port, timeout)
 
 
-def _what(src: object, result: ProbeResult) -> str:
+def _what(src: Source, result: ProbeResult) -> str:
     return f"{describe(src)} -> {result.target} over {result.service}"
 
 
 def assert_reachable(
-    src: object,
-    dst: object,
+    src: Source,
+    dst: Destination,
     port: int | None = None,
     proto: str | None = None,
     timeout: float = 1.0,
@@ -129,8 +131,8 @@ def assert_reachable(
 
 
 def assert_unreachable(
-    src: object,
-    dst: object,
+    src: Source,
+    dst: Destination,
     port: int | None = None,
     proto: str | None = None,
     timeout: float = 1.0,

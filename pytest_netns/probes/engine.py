@@ -14,14 +14,20 @@ import ipaddress
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import InvalidAddressError, InvalidTopologyError, NetnsError
-from .nodes import HostNode, Node, host
-from .probe_result import PROTOS, ProbeResult
+from ..errors import EgressError, InvalidAddressError, InvalidProbeError, NetnsError
+from ..nodes.base import Node
+from ..nodes.host import HostNode, host
+from .result import PAYLOAD, PROTOS, ProbeResult
 
 if TYPE_CHECKING:  # the socket layer loads on the first probe, not with the plugin
-    from .probe_receiver import Batch, Pending
+    from .receiver import Batch, Pending
+
+#: where a probe is sent from: a node, or "host" (the namespace pytest runs in)
+Source = Node | Literal["host"]
+#: what a probe is sent to: an address, a node, or "host"
+Destination = Node | str | ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # every ProbeResult and ReachabilityMatrix is handed to each of these
 observers: list[Callable[[object], None]] = []
@@ -31,7 +37,6 @@ SENDS_PER_WINDOW = 4  # the first packet plus up to three resends
 # request after net.ipv4.neigh.*.retrans_time_ms (1 s by default), so a shorter
 # retry could not outlast the loss of the first ARP request on a new link.
 RETRY_WINDOW = 1.2
-DEFAULT_PAYLOAD = b"pytest-netns"
 
 
 def notify(observed: object) -> None:
@@ -48,7 +53,7 @@ class Spec:
     dst_name: str
     proto: str
     port: int | None
-    payload: bytes = DEFAULT_PAYLOAD
+    payload: bytes = PAYLOAD
 
 
 def source_node(src: object) -> Node:
@@ -56,64 +61,58 @@ def source_node(src: object) -> Node:
     if isinstance(src, str) and src == "host":
         return host()
     if isinstance(src, Node):
-        if src.released:
-            raise NetnsError(
-                f"cannot probe from node {src.name!r}: it was released (its topology is "
-                "closed); probe from a node of a topology that is still up"
-            )
+        src.check_open("probe from")
         return src
-    raise InvalidTopologyError(
+    raise InvalidProbeError(
         f"invalid probe source {src!r}: expected a Node (e.g. pair.a) or the string 'host'"
     )
 
 
 def target(dst: object, src: Node) -> tuple[str, str]:
-    """(address, node name or "") for a destination: an address, a Node, or "host"."""
-    if isinstance(dst, HostNode) or (isinstance(dst, str) and dst == "host"):
-        return _host_address_near(src), "host"
+    """(address, node name or "") for a destination: an address, a Node, or "host".
+
+    A node (the host included) with several addresses is probed at the one
+    on a segment it shares with `src`, when there is one.
+    """
+    if isinstance(dst, str) and dst == "host":
+        dst = host()
+    if isinstance(dst, HostNode) and isinstance(src, HostNode):
+        raise InvalidProbeError("the host cannot be both source and destination of a probe")
     if isinstance(dst, Node):
-        if dst.ip is None:
-            raise InvalidAddressError(
-                f"node {dst.name!r} has no address on its topology, so it cannot be a probe "
-                "destination; probe one of its interface addresses instead"
-            )
-        return dst.ip, dst.name
-    if isinstance(dst, str | ipaddress.IPv4Address):
-        address = _parse_ip(dst)
-        return address, ""
+        dst.check_open("probe")
+        address = dst.address_for(src)
+        # the host's first address belongs to some other topology's link
+        if address is None or (isinstance(dst, HostNode) and not _shares_network(dst, src)):
+            raise InvalidProbeError(_no_address(dst, src))
+        return address, dst.name
+    if isinstance(dst, str | ipaddress.IPv4Address | ipaddress.IPv6Address):
+        return _parse_ip(dst), ""
     raise InvalidAddressError(
-        f"invalid probe destination {dst!r}: expected an IPv4 address string, a Node, or 'host'"
+        f"invalid probe destination {dst!r}: expected an IP address string, a Node, or 'host'"
     )
+
+
+def _shares_network(a: Node, b: Node) -> bool:
+    mine = {i.network for i in a.interfaces if i.network}
+    return any(i.network in mine for i in b.interfaces)
+
+
+def _no_address(dst: Node, src: Node) -> str:
+    if isinstance(dst, HostNode):
+        return (f"node {src.name!r} shares no link with the host, so 'host' names no address "
+                "for it; pass the host address to probe explicitly")
+    return (f"node {dst.name!r} has no address on its topology, so it cannot be a probe "
+            "destination; probe one of its interface addresses instead")
 
 
 def _parse_ip(value: object) -> str:
     try:
-        return str(ipaddress.IPv4Address(str(value).strip()))
+        return str(ipaddress.ip_address(str(value).strip()))
     except ValueError:
         raise InvalidAddressError(
-            f"invalid probe destination {value!r}: expected an IPv4 address such as "
+            f"invalid probe destination {value!r}: expected an IP address such as "
             "'10.64.0.2', a Node, or 'host'"
         ) from None
-
-
-def _host_address_near(src: Node) -> str:
-    """The host's address on a segment that `src` shares with it."""
-    from .segments import HOST
-    from .topology import live_topologies
-
-    if isinstance(src, HostNode):
-        raise InvalidAddressError("the host cannot be both source and destination of a probe")
-    for topo in live_topologies():
-        if not any(n is src for n in topo.nodes.values()):
-            continue
-        for seg in topo.segments.values():
-            names = {m[0] for m in seg.members}
-            if src.name in names and HOST in names:
-                return seg.ip_of(HOST)
-    raise InvalidAddressError(
-        f"node {src.name!r} shares no link with the host, so 'host' names no address for it; "
-        "pass the host address to probe explicitly"
-    )
 
 
 def check_proto(proto: object, port: object) -> tuple[str, int | None]:
@@ -121,13 +120,13 @@ def check_proto(proto: object, port: object) -> tuple[str, int | None]:
     if proto is None:
         proto = "icmp" if port is None else "tcp"
     if proto not in PROTOS:
-        raise InvalidTopologyError(f"invalid probe protocol {proto!r}: expected one of {PROTOS}")
+        raise InvalidProbeError(f"invalid probe protocol {proto!r}: expected one of {PROTOS}")
     if proto == "icmp":
         if port is not None:
-            raise InvalidAddressError(f"ICMP has no ports, but port={port!r} was given")
+            raise InvalidProbeError(f"ICMP has no ports, but port={port!r} was given")
         return "icmp", None
     if type(port) is not int or not 1 <= port <= 65535:
-        raise InvalidAddressError(
+        raise InvalidProbeError(
             f"invalid {proto} port {port!r}: expected an integer from 1 to 65535"
         )
     return str(proto), port
@@ -136,7 +135,7 @@ def check_proto(proto: object, port: object) -> tuple[str, int | None]:
 def check_timeout(timeout: object) -> float:
     if (isinstance(timeout, bool) or not isinstance(timeout, int | float)
             or not 0 < timeout <= 3600):
-        raise InvalidTopologyError(
+        raise InvalidProbeError(
             f"invalid probe timeout {timeout!r}: expected seconds, a number above 0 "
             "(and at most 3600)"
         )
@@ -145,14 +144,14 @@ def check_timeout(timeout: object) -> float:
 
 def check_attempts(attempts: object) -> int:
     if type(attempts) is not int or not 1 <= attempts <= 100:
-        raise InvalidTopologyError(f"invalid attempts {attempts!r}: expected an integer, 1 or more")
+        raise InvalidProbeError(f"invalid attempts {attempts!r}: expected an integer, 1 or more")
     return attempts
 
 
 def _start(spec: Spec, batch: Batch) -> Pending:
-    from .probe_receiver import Pending
-    from .probe_route import NoRoute
-    from .probe_sockets import prober_for
+    from .receiver import Pending
+    from .route import NoRoute
+    from .sockets import prober_for
 
     prober = prober_for(spec.src)
     route = prober.route(spec.dst)
@@ -206,8 +205,7 @@ def retry_window(timeout: float) -> float:
 
 
 def _run_once(specs: Sequence[Spec], timeout: float, on_egress: str) -> list[ProbeResult]:
-    from .errors import EgressError
-    from .probe_receiver import Batch, Pending
+    from .receiver import Batch, Pending
 
     batch = Batch()
     started: list[Pending | ProbeResult] = []
@@ -255,7 +253,7 @@ def _wait(pendings: list[Pending], batch: Batch, timeout: float) -> None:
 
 
 def probe_one(src: object, dst: object, proto: object, port: object, timeout: object,
-              payload: bytes = DEFAULT_PAYLOAD, attempts: int = 1) -> ProbeResult:
+              payload: bytes = PAYLOAD, attempts: int = 1) -> ProbeResult:
     """Validate the arguments, run one probe (a silent one up to `attempts` times),
     and tell the observers."""
     node = source_node(src)
@@ -263,7 +261,7 @@ def probe_one(src: object, dst: object, proto: object, port: object, timeout: ob
     seconds = check_timeout(timeout)
     attempts = check_attempts(attempts)
     if not isinstance(payload, bytes):
-        raise InvalidTopologyError(f"invalid UDP payload {payload!r}: expected bytes")
+        raise InvalidProbeError(f"invalid UDP payload {payload!r}: expected bytes")
     address, name = target(dst, node)
     (result,) = run([Spec(node, address, name, proto_name, port_number, payload)], seconds,
                     attempts=attempts)

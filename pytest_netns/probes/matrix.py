@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
 
-from .errors import InvalidAddressError, InvalidTopologyError
-from .nodes import HostNode, Node
-from .probe_engine import (
+from ..errors import InvalidProbeError
+from ..nodes.base import Node
+from ..nodes.host import HostNode
+from .engine import (
+    Source,
     Spec,
     check_attempts,
     check_proto,
@@ -24,9 +26,26 @@ from .probe_engine import (
     source_node,
     target,
 )
-from .probe_result import ProbeResult
+from .result import ProbeResult
 
 Pair = tuple[str, str]
+#: a matrix member, by name or as the Node
+NodeRef = Node | str
+#: what a matrix is compared with (see `ReachabilityMatrix.assert_matches`)
+Expected = (Iterable[tuple[NodeRef, NodeRef]] | Mapping[tuple[NodeRef, NodeRef], bool]
+            | Mapping[NodeRef, Iterable[NodeRef]] | Callable[[str, str], bool])
+
+
+class HasMembers(Protocol):
+    """A topology, as the matrix sees it: its user-visible nodes by name."""
+
+    nodes: Mapping[str, Node]
+
+    def members(self) -> list[str]: ...
+
+
+#: whose reachability to probe: nodes (or "host"), {label: node}, or a topology
+Members = Iterable[Source] | Mapping[str, Node] | HasMembers
 
 
 class ReachabilityMatrix:
@@ -59,17 +78,17 @@ class ReachabilityMatrix:
         for name, member in self._members.items():
             if member is node:
                 return name
-        raise InvalidTopologyError(
+        raise InvalidProbeError(
             f"{node!r} is not in this reachability matrix; its nodes are {self.nodes}"
         )
 
-    def __getitem__(self, pair: tuple[object, object]) -> ProbeResult:
+    def __getitem__(self, pair: tuple[NodeRef, NodeRef]) -> ProbeResult:
         a, b = self._name(pair[0]), self._name(pair[1])
         if a == b:
-            raise InvalidTopologyError(f"the matrix does not probe {a!r} from itself")
+            raise InvalidProbeError(f"the matrix does not probe {a!r} from itself")
         return self.results[(a, b)]
 
-    def reachable(self, a: object, b: object) -> bool:
+    def reachable(self, a: NodeRef, b: NodeRef) -> bool:
         """True when `a`'s probe of `b` got an answer (echo reply, or open port)."""
         return self[(a, b)].ok
 
@@ -78,7 +97,7 @@ class ReachabilityMatrix:
 
     # -- comparing ------------------------------------------------------------
 
-    def _expectation(self, expected: object) -> dict[Pair, bool]:
+    def _expectation(self, expected: Expected) -> dict[Pair, bool]:
         """Expected reachability per checked cell, from any of the accepted forms.
 
         - a set (or list) of (src, dst) pairs: exactly these are reachable;
@@ -98,7 +117,7 @@ class ReachabilityMatrix:
                 else:
                     src = self._name(k)
                     if isinstance(v, str | Node) or not isinstance(v, Iterable):
-                        raise InvalidTopologyError(
+                        raise InvalidProbeError(
                             f"expected[{k!r}] = {v!r}: expected a collection of destinations"
                         )
                     dsts = {self._name(d) for d in v}
@@ -107,20 +126,20 @@ class ReachabilityMatrix:
         if isinstance(expected, Iterable) and not isinstance(expected, str):
             pairs = {self._pair(p) for p in expected}
             return {cell: cell in pairs for cell in cells}
-        raise InvalidTopologyError(
+        raise InvalidProbeError(
             f"cannot compare with {expected!r}: expected a set of (src, dst) pairs, a mapping "
             "{(src, dst): bool} or {src: [dst, ...]}, or a function f(src, dst) -> bool"
         )
 
     def _pair(self, pair: object) -> Pair:
         if not isinstance(pair, tuple) or len(pair) != 2:
-            raise InvalidTopologyError(f"{pair!r} is not a (src, dst) pair")
+            raise InvalidProbeError(f"{pair!r} is not a (src, dst) pair")
         a, b = self._name(pair[0]), self._name(pair[1])
         if a == b:
-            raise InvalidTopologyError(f"the matrix does not probe {a!r} from itself")
+            raise InvalidProbeError(f"the matrix does not probe {a!r} from itself")
         return (a, b)
 
-    def differences(self, expected: object) -> list[tuple[Pair, bool, ProbeResult]]:
+    def differences(self, expected: Expected) -> list[tuple[Pair, bool, ProbeResult]]:
         """The cells whose observation differs from `expected`, in table order."""
         want = self._expectation(expected)
         self.expected = want
@@ -131,7 +150,7 @@ class ReachabilityMatrix:
             if (a, b) in want and want[(a, b)] != self.results[(a, b)].ok
         ]
 
-    def assert_matches(self, expected: object) -> None:
+    def assert_matches(self, expected: Expected) -> None:
         """AssertionError listing only the cells that differ from `expected`."""
         __tracebackhide__ = True
         diffs = self.differences(expected)
@@ -189,10 +208,10 @@ class ReachabilityMatrix:
 
 def _members(nodes: object) -> dict[str, Node]:
     """Name -> node from a sequence of nodes / "host", a {label: node} mapping, or a topology."""
-    from .topology import Topology
-
-    if isinstance(nodes, Topology):
-        return {name: nodes.nodes[name] for name in nodes.members()}
+    if callable(getattr(nodes, "members", None)) and isinstance(getattr(nodes, "nodes", None),
+                                                                 Mapping):
+        topology: Any = nodes
+        return {name: topology.nodes[name] for name in topology.members()}
     if isinstance(nodes, Mapping):
         items: list[tuple[str, Any]] = [(str(k), v) for k, v in nodes.items()]
     elif isinstance(nodes, Iterable) and not isinstance(nodes, str):
@@ -201,20 +220,20 @@ def _members(nodes: object) -> dict[str, Node]:
             node = source_node(n)
             items.append((node.name, node))
     else:
-        raise InvalidTopologyError(
+        raise InvalidProbeError(
             f"invalid matrix nodes {nodes!r}: expected a list of Nodes (or 'host'), a "
             "mapping {label: node}, or a Topology"
         )
     out: dict[str, Node] = {}
     for name, node in items:
         if name in out:
-            raise InvalidTopologyError(
+            raise InvalidProbeError(
                 f"two matrix nodes are both called {name!r}: pass a mapping "
                 "{label: node} to tell them apart"
             )
         out[name] = source_node(node)
     if len(out) < 2:
-        raise InvalidTopologyError(f"a reachability matrix needs two nodes or more, got {items}")
+        raise InvalidProbeError(f"a reachability matrix needs two nodes or more, got {items}")
     return out
 
 
@@ -230,21 +249,21 @@ def _address(dst: Node, src: Node, members: dict[str, Node]) -> str:
     for near in (src, *members.values()):
         if near is dst:
             continue
-        with contextlib.suppress(InvalidAddressError):
+        with contextlib.suppress(InvalidProbeError):
             return target(dst, near)[0]
-    raise InvalidTopologyError(
+    raise InvalidProbeError(
         "the host is in the matrix, but shares a link with none of its nodes, so it has no "
         "address to probe; leave 'host' out, or add a host-only link"
     )
 
 
 def reachability_matrix(
-    nodes: object,
+    nodes: Members,
     timeout: float = 1.0,
     *,
-    proto: str = "icmp",
+    proto: str | None = None,
     port: int | None = None,
-    expected: object = None,
+    expected: Expected | None = None,
     on_egress: str = "raise",
     attempts: int = 2,
 ) -> ReachabilityMatrix:
@@ -264,7 +283,7 @@ def reachability_matrix(
     proto_name, port_number = check_proto(proto, port)
     seconds = check_timeout(timeout)
     if on_egress not in ("raise", "record"):
-        raise InvalidTopologyError(f"invalid on_egress {on_egress!r}: expected 'raise' or 'record'")
+        raise InvalidProbeError(f"invalid on_egress {on_egress!r}: expected 'raise' or 'record'")
     attempts = check_attempts(attempts)
     names = list(members)
     pairs = [(a, b) for a in names for b in names if a != b]

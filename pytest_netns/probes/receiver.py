@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from .probe_result import SILENT, ProbeResult
+from .result import SILENT, ProbeResult
 
 Key = tuple[Any, ...]
 

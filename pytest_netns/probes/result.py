@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 PROTOS = ("icmp", "tcp", "udp")
+#: what echo requests and UDP probes carry, and what an echo reply must carry back
+PAYLOAD = b"pytest-netns"
 
 # the states each protocol can end in; the first one is the positive verdict
 STATES = {

@@ -21,12 +21,13 @@ and no thread hop. A single receiver thread waits on all of them (epoll) and
 hands each answer to the probe whose key it matches: ICMP id, or TCP/UDP
 ports, plus the peer address, so concurrent probes never take each other's
 answers. The sockets pin their namespace, so they are closed when the node
-is released (`nodes.RELEASE_HOOKS`).
+is released (`Node.on_release`).
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import itertools
 import random
 import socket
@@ -35,12 +36,13 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from typing import TypeVar
 
-from .errors import EgressError, NetnsError
-from .nodes import RELEASE_HOOKS, HostNode, Node
-from .probe_receiver import RECEIVER, Batch, Key, Pending, Scapy
-from .probe_result import SILENT
-from .probe_route import NoRoute, Route, RouteLookup
+from ..errors import EgressError, NetnsError
+from ..nodes.base import Node
+from .receiver import RECEIVER, Batch, Key, Pending, Scapy
+from .result import PAYLOAD, SILENT
+from .route import NoRoute, Route, RouteLookup
 
 SOL_RAW = 255
 ICMP_FILTER = 1
@@ -57,7 +59,6 @@ _TCP_BPF = (
     (0x06, 0, 0, 0x40000),  # accept
     (0x06, 0, 0, 0),  # drop
 )
-ECHO_PAYLOAD = b"pytest-netns"
 POOL_BATCH = 8
 POOL_MAX = 64
 
@@ -120,6 +121,7 @@ def _source_for(dst: str) -> str:
         return str(sock.getsockname()[0])
 
 
+T = TypeVar("T")
 _IDENTS = itertools.count(random.randrange(1, 0xFFFF))
 
 
@@ -128,9 +130,7 @@ class Prober:
 
     def __init__(self, node: Node) -> None:
         self.name = node.name
-        self.thread = node.thread
-        self._node = weakref.ref(node)
-        self._is_host = isinstance(node, HostNode)
+        self._node = weakref.ref(node)  # the node's registry entry must not keep it alive
         self._lock = threading.Lock()
         self._pending: dict[Key, Pending] = {}
         self._ifnames: dict[int, str] = {}
@@ -139,25 +139,25 @@ class Prober:
         self._port_pool: list[socket.socket] = []
         self._tcp: socket.socket | None = None
         self._closed = False
-        self._routes = self.thread.call(RouteLookup)
-        self._icmp = self.thread.call(_open_icmp)
+        self._routes = node.call(RouteLookup)
+        self._icmp = node.call(_open_icmp)
         RECEIVER.register(self._icmp, self._on_icmp)
+
+    def node(self) -> Node:
+        node = self._node()
+        if node is None:
+            raise NetnsError(f"node {self.name!r} is gone")
+        return node
+
+    def call(self, fn: Callable[..., T], *args: object) -> T:
+        """Run fn inside the node's namespace (where sockets must be opened)."""
+        return self.node().call(fn, *args)
 
     # -- the egress guard ---------------------------------------------------
 
     def allowed_ifnames(self) -> frozenset[str]:
         """Interfaces a topology created here (plus lo): the only ones probes may use."""
-        names = {"lo"}
-        if self._is_host:
-            from .topology import live_topologies
-
-            for topo in live_topologies():
-                names.update(topo.host_links)
-        else:
-            node = self._node()
-            if node is not None:
-                names.update(i.ifname for i in node.interfaces)
-        return frozenset(names)
+        return self.node().egress_ifnames()
 
     def route(self, dst: str) -> Route | NoRoute:
         """The route to `dst`, or EgressError when it leaves through a foreign interface."""
@@ -184,7 +184,7 @@ class Prober:
             name = self._ifnames.get(oif)
         if name is None:
             try:
-                name = str(self.thread.call(socket.if_indextoname, oif))
+                name = str(self.call(socket.if_indextoname, oif))
             except OSError:
                 name = f"ifindex {oif}"
             with self._lock:
@@ -222,7 +222,7 @@ class Prober:
 
         def send(p: Pending) -> None:
             packet = bytes(inet.ICMP(type=8, id=ident, seq=len(p.sends) + 1)
-                           / inet.Raw(ECHO_PAYLOAD))
+                           / inet.Raw(PAYLOAD))
             p.sends.append(time.perf_counter())
             icmp.sendto(packet, (dst, 0))
 
@@ -239,7 +239,7 @@ class Prober:
             self._register(pending, lambda: ("tcp", dst, port, sport))
             isn = random.randrange(1, 0xFFFFFFFF)
             pending.isn = isn
-            src = route.src or self.thread.call(_source_for, dst)
+            src = route.src or self.call(_source_for, dst)
             inet = Scapy.get()
             segment = bytes(inet.IP(src=src, dst=dst)
                             / inet.TCP(sport=sport, dport=port, flags="S", seq=isn,
@@ -292,7 +292,7 @@ class Prober:
                 raise NetnsError(f"node {self.name!r} was released while probing from it")
             if pool:
                 return pool.pop()
-        fresh = self.thread.call(_bound, kind, POOL_BATCH)
+        fresh = self.call(_bound, kind, POOL_BATCH)
         with self._lock:
             if not self._closed:
                 pool.extend(fresh[1:])
@@ -314,7 +314,7 @@ class Prober:
         with self._lock:
             raw = self._tcp
         if raw is None:
-            raw = self.thread.call(_open_tcp)
+            raw = self.call(_open_tcp)
             with self._lock:
                 if self._tcp is None and not self._closed:
                     self._tcp = raw
@@ -349,7 +349,7 @@ class Prober:
                 return  # someone else's echo reply: not worth parsing
             echo = Scapy.get().IP(data)[1]
             seq = int(echo.seq)
-            if bytes(echo.payload) != ECHO_PAYLOAD or not 1 <= seq <= len(pending.sends):
+            if bytes(echo.payload) != PAYLOAD or not 1 <= seq <= len(pending.sends):
                 return
             pending.resolve("reply", f"echo reply from {peer}, seq {seq}",
                             sent_at=pending.sends[seq - 1])
@@ -464,15 +464,12 @@ def prober_for(node: Node) -> Prober:
         prober = _PROBERS.get(node)
         if prober is not None:
             return prober
-        if getattr(node, "released", False):
-            raise NetnsError(
-                f"cannot probe from node {node.name!r}: it was released (its topology is "
-                "closed); probe from a node of a topology that is still up"
-            )
+        node.check_open("probe from")
         prober = Prober(node)
         _PROBERS[node] = prober
-        weakref.finalize(node, prober.close)
-        return prober
+    weakref.finalize(node, prober.close)
+    node.on_release(functools.partial(release_prober, node))
+    return prober
 
 
 def release_prober(node: Node) -> None:
@@ -488,5 +485,3 @@ def open_probers() -> list[str]:
     with _PROBERS_LOCK:
         return [p.name for p in _PROBERS.values()]
 
-
-RELEASE_HOOKS.append(release_prober)

@@ -32,12 +32,14 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .errors import NetnsError
+from ..errors import NetnsError
+from ..kernel.janitor import janitor
+from ..topology.links import TapPoint
 from .pcap import SNAPLEN, PcapWriter
 
 if TYPE_CHECKING:
-    from .nodes import Node
-    from .topology import Topology
+    from ..nodes.base import Node
+    from ..topology.topology import Topology
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
@@ -52,28 +54,9 @@ _TIMEVAL = struct.Struct("qq")
 _STATS = struct.Struct("II")
 
 
-@dataclass(frozen=True)
-class TapPoint:
-    """Where one link is captured: an interface of a node, and which directions."""
-
-    segment: str
-    node: str  # the node whose namespace holds the interface
-    ifname: str
-    ingress_only: bool
-
-
 def tap_points(topo: Topology) -> list[TapPoint]:
     """The interfaces that see every frame of every link of `topo` exactly once."""
-    points: list[TapPoint] = []
-    for seg in topo.segments.values():
-        if seg.kind == "switch":
-            # the builder names the bridge ports p0, p1, ... in member order
-            points += [TapPoint(seg.name, seg.name, f"p{i}", True) for i in range(len(seg.members))]
-            continue
-        ends = [m for m in seg.members if m[0] in topo.nodes]
-        if ends:
-            points.append(TapPoint(seg.name, ends[0][0], ends[0][1], False))
-    return points
+    return [link.tap() for link in topo.links]
 
 
 def _open_tap(ifname: str, ingress_only: bool) -> socket.socket:
@@ -157,7 +140,7 @@ class TopologyCapture:
     def _add_tap(self, point: TapPoint) -> None:
         node: Node = self.topology.nodes[point.node]
         try:
-            sock = node.thread.call(_open_tap, point.ifname, point.ingress_only)
+            sock = node.call(_open_tap, point.ifname, point.ingress_only)
         except OSError as exc:
             raise NetnsError(
                 f"cannot capture link {point.segment} of {self.topology.label} on "
@@ -192,8 +175,6 @@ class TopologyCapture:
             tap.drops += _read_drops(tap.sock)
             self.links[tap.point.segment].drops += tap.drops
         if self._taps:
-            from .janitor import janitor
-
             # closing a packet socket waits for an RCU grace period (~10 ms):
             # let the janitor do that, off the test's path
             janitor().defer(functools.partial(_close_sockets, [t.sock for t in self._taps]))

@@ -1,77 +1,104 @@
-"""A picture of a test's network: Graphviz DOT source, and SVG when `dot` exists.
+"""A picture of a test's network: Graphviz DOT, Mermaid, and SVG where `dot` exists.
 
 The diagram answers "what did the network look like, and what could reach
 what" at a glance: nodes with their addresses, routers, switches and links
 with their subnets, and, drawn over them, the pairs the test probed (green:
-reachable, red: not). The DOT source is always written because it needs
-nothing installed and diffs well; the SVG is rendered only where Graphviz is.
+reachable, red: not). The picture is computed once (`Diagram`) and written
+in two languages: DOT (always written: it needs nothing installed and diffs
+well; rendered to SVG where Graphviz is) and Mermaid (which GitHub and most
+Markdown viewers draw as they are).
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..topology.spec import HOST, Role, SegmentKind
+
 if TYPE_CHECKING:
-    from .topology import Topology
+    from ..probes.matrix import ReachabilityMatrix
+    from ..probes.result import ProbeResult
+    from ..topology.topology import Topology
 
 HOST_ID = "host"
-_SHAPES = {"node": "box", "router": "octagon", "switch": "ellipse"}
 
 
 @dataclass(frozen=True)
 class Reach:
     """One observed pair: `src` could (or could not) reach `dst` with `what`."""
 
-    src: str  # DOT node ids
+    src: str  # diagram node ids
     dst: str
     ok: bool
     what: str
 
 
+@dataclass(frozen=True)
+class Box:
+    """One thing drawn: a node, switch, guest-only NIC, the host, or an outside address."""
+
+    id: str
+    lines: tuple[str, ...]
+    shape: str  # "node", "router", "switch", "stub", "host", "other"
+    cluster: int | None = None
+
+
+@dataclass(frozen=True)
+class Edge:
+    """A link (`style` "link" or "stub") or an observed pair ("ok" or "fail")."""
+
+    src: str
+    dst: str
+    label: str
+    style: str
+
+
+@dataclass
+class Diagram:
+    """What to draw, in no particular drawing language."""
+
+    clusters: list[str] = field(default_factory=list)  # one label per topology
+    boxes: list[Box] = field(default_factory=list)
+    edges: list[Edge] = field(default_factory=list)
+
+
 def node_id(index: int, name: str) -> str:
-    return HOST_ID if name == "host" else f"t{index}:{name}"
-
-
-def _q(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    return HOST_ID if name == HOST else f"t{index}:{name}"
 
 
 class _Resolver:
-    """Maps what probes name (a Node, "host", a node name, an address) to DOT ids."""
+    """Maps what probes name (a Node, "host", a node name, an address) to diagram ids."""
 
     def __init__(self, topologies: list[Topology]) -> None:
-        self.by_object: dict[int, str] = {}
         self.by_name: dict[str, str] = {}
         self.by_address: dict[str, str] = {}
         for i, topo in enumerate(topologies):
-            for name, node in topo.nodes.items():
-                self.by_object[id(node)] = node_id(i, name)
+            for name in topo.nodes:
                 self.by_name.setdefault(name, node_id(i, name))
             for seg in topo.segments.values():
-                for member, _, ip in seg.members:
-                    self.by_address.setdefault(ip, node_id(i, member))
+                for member in seg.members:
+                    self.by_address.setdefault(member.ip, node_id(i, member.node))
         self.unknown: dict[str, str] = {}
 
-    def __call__(self, value: object) -> str:
-        if id(value) in self.by_object:
-            return self.by_object[id(value)]
-        text = str(getattr(value, "name", value))
-        if text == "host":
+    def __call__(self, value: str) -> str:
+        if value == HOST:
             return HOST_ID
-        if text in self.by_address:
-            return self.by_address[text]
-        if text in self.by_name:
-            return self.by_name[text]
+        if value in self.by_address:
+            return self.by_address[value]
+        if value in self.by_name:
+            return self.by_name[value]
         # an address no topology of the test owns: drawn on its own
-        return self.unknown.setdefault(text, f"other:{text}")
+        return self.unknown.setdefault(value, f"other:{value}")
 
 
 def reach_edges(
-    topologies: list[Topology], probes: Iterable[object], matrices: Iterable[object]
+    topologies: list[Topology], probes: Iterable[ProbeResult],
+    matrices: Iterable[ReachabilityMatrix],
 ) -> tuple[list[Reach], dict[str, str]]:
     """The pairs the test observed (latest result per pair and protocol).
 
@@ -80,103 +107,157 @@ def reach_edges(
     resolve = _Resolver(topologies)
     edges: dict[tuple[str, str, str], Reach] = {}
     for probe in probes:
-        src, dst = resolve(getattr(probe, "src", "?")), resolve(getattr(probe, "dst", "?"))
-        proto = str(getattr(probe, "proto", "probe"))
-        port = getattr(probe, "port", None)
-        what = f"{proto}/{port}" if port else proto
-        state = getattr(probe, "state", None)
-        label = f"{what} {state}" if state else what
-        edges[(src, dst, what)] = Reach(src, dst, bool(getattr(probe, "ok", False)), label)
+        src, dst = resolve(probe.src), resolve(probe.dst)
+        edges[(src, dst, probe.service)] = Reach(src, dst, probe.ok,
+                                                 f"{probe.service} {probe.state}")
     for matrix in matrices:
-        nodes = list(getattr(matrix, "nodes", []))
-        for a in nodes:
-            for b in nodes:
-                if a is b or a == b:
-                    continue
-                src, dst = resolve(a), resolve(b)
-                if any(k[0] == src and k[1] == dst for k in edges):
-                    continue
-                try:
-                    ok = bool(matrix.reachable(a, b))  # type: ignore[attr-defined]
-                except Exception:
-                    continue
-                edges[(src, dst, "matrix")] = Reach(src, dst, ok, "matrix")
+        for (a, b), result in matrix.results.items():
+            src, dst = resolve(a), resolve(b)
+            if not any(k[0] == src and k[1] == dst for k in edges):
+                edges[(src, dst, "matrix")] = Reach(src, dst, result.ok, "matrix")
     return list(edges.values()), {v: k for k, v in resolve.unknown.items()}
 
 
+def build(topologies: list[Topology], reach: list[Reach], unknown: dict[str, str]) -> Diagram:
+    """One cluster per topology, the host shared, probed pairs on top."""
+    out = Diagram()
+    host_lines: list[str] = []
+    for i, topo in enumerate(topologies):
+        out.clusters.append(f"{topo.label} ({'closed' if topo.closed else 'up'})")
+        for name, role in topo.roles.items():
+            if role == Role.HIDDEN:
+                continue
+            if role == Role.SWITCH:
+                seg = topo.segments.get(name)
+                lines: tuple[str, ...] = (name, "switch", *((str(seg.subnet),) if seg else ()))
+            else:
+                node = topo.nodes[name]
+                kind = "container" if node.kind == "container" else "netns"
+                lines = (f"{name} ({role}, {kind})", *_addresses(topo, name))
+            out.boxes.append(Box(node_id(i, name), lines, str(role), i))
+        for seg in topo.segments.values():
+            members = [m for m in seg.members
+                       if m.node == HOST or topo.roles.get(m.node) != Role.HIDDEN]
+            if seg.kind == SegmentKind.SWITCH:
+                out.edges += [Edge(node_id(i, m.node), node_id(i, seg.name), m.ifname, "link")
+                              for m in members]
+            elif seg.kind == SegmentKind.STUB:
+                for m in members:
+                    stub = f"t{i}:{seg.name}"
+                    out.boxes.append(Box(stub, (f"{seg.name}: guest-only {seg.detail}",
+                                                f"{m.ifname} {m.ip}/{seg.subnet.prefixlen}"),
+                                         "stub"))
+                    out.edges.append(Edge(node_id(i, m.node), stub, "", "stub"))
+            elif len(members) == 2:
+                out.edges.append(Edge(node_id(i, members[0].node), node_id(i, members[1].node),
+                                      f"{seg.name}\n{seg.subnet}", "link"))
+            host_lines += [f"{m.ifname} {m.ip}/{seg.subnet.prefixlen}"
+                           for m in members if m.node == HOST]
+    if host_lines:
+        out.boxes.append(Box(HOST_ID, ("host (root netns)", *host_lines), "host"))
+    out.boxes += [Box(ident, (f"{text} (not in a topology)",), "other")
+                  for ident, text in unknown.items()]
+    out.edges += [Edge(r.src, r.dst, f"{r.what} {'ok' if r.ok else 'FAIL'}",
+                       "ok" if r.ok else "fail") for r in reach]
+    return out
+
+
 def _addresses(topo: Topology, name: str) -> list[str]:
-    lines = []
-    for seg in topo.segments.values():
-        for member, ifname, ip in seg.members:
-            if member == name:
-                lines.append(f"{ifname} {ip}/{seg.subnet.prefixlen}")
-    return lines
+    return [f"{m.ifname} {m.ip}/{seg.subnet.prefixlen}"
+            for seg in topo.segments.values() for m in seg.members if m.node == name]
 
 
-def to_dot(topologies: list[Topology], reach: list[Reach], unknown: dict[str, str]) -> str:
-    """DOT source: one cluster per topology, the host shared, probed pairs on top."""
+# -- DOT ---------------------------------------------------------------------------
+
+_DOT_SHAPES = {"node": "box", "router": "octagon", "switch": "ellipse", "stub": "note",
+               "host": "box", "other": "plaintext"}
+_DOT_EXTRA = {"stub": ", fontsize=9", "host": ", style=filled, fillcolor=grey92"}
+_DOT_EDGES = {
+    "link": "",
+    "stub": "style=dotted",
+    "ok": "color=darkgreen, fontcolor=darkgreen, style=dashed, dir=forward, constraint=false",
+    "fail": "color=red3, fontcolor=red3, style=dashed, dir=forward, constraint=false",
+}
+
+
+def _q(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def render_dot(d: Diagram) -> str:
     out = [
         "digraph network {",
         '  graph [rankdir=LR, fontname="Helvetica", fontsize=11, compound=true];',
         '  node [fontname="Helvetica", fontsize=10];',
         '  edge [fontname="Helvetica", fontsize=9, dir=none];',
     ]
-    host_lines: list[str] = []
-    for i, topo in enumerate(topologies):
-        state = "closed" if topo.closed else "up"
+    for i, label in enumerate(d.clusters):
         out.append(f"  subgraph cluster_{i} {{")
-        out.append(f"    label={_q(f'{topo.label} ({state})')}; style=rounded; color=grey50;")
-        for name, role in topo.roles.items():
-            if role == "hidden":
-                continue
-            if role == "switch":
-                seg = topo.segments.get(name)
-                subnet = f"\n{seg.subnet}" if seg else ""
-                label = f"{name}\nswitch{subnet}"
-            else:
-                node = topo.nodes[name]
-                kind = "container" if node.container is not None else "netns"
-                label = "\n".join([f"{name} ({role}, {kind})", *_addresses(topo, name)])
-            out.append(f"    {_q(node_id(i, name))} [label={_q(label)}, shape={_SHAPES[role]}];")
+        out.append(f"    label={_q(label)}; style=rounded; color=grey50;")
+        out += [f"    {_box_dot(b)}" for b in d.boxes if b.cluster == i]
         out.append("  }")
-        for seg in topo.segments.values():
-            members = [m for m in seg.members if m[0] == "host" or topo.roles.get(m[0]) != "hidden"]
-            if seg.kind == "switch":
-                for member, ifname, _ in members:
-                    out.append(
-                        f"  {_q(node_id(i, member))} -> {_q(node_id(i, seg.name))} "
-                        f"[label={_q(ifname)}];"
-                    )
-            elif seg.kind == "stub":
-                for member, ifname, ip in members:
-                    stub = f"t{i}:{seg.name}"
-                    text = (f"{seg.name}: guest-only {seg.detail}\n"
-                            f"{ifname} {ip}/{seg.subnet.prefixlen}")
-                    out.append(f"  {_q(stub)} [label={_q(text)}, shape=note, fontsize=9];")
-                    out.append(f"  {_q(node_id(i, member))} -> {_q(stub)} [style=dotted];")
-            elif len(members) == 2:
-                (a, _, _), (b, _, _) = members
-                label = f"{seg.name}\n{seg.subnet}"
-                out.append(f"  {_q(node_id(i, a))} -> {_q(node_id(i, b))} [label={_q(label)}];")
-            for member, ifname, ip in members:
-                if member == "host":
-                    host_lines.append(f"{ifname} {ip}/{seg.subnet.prefixlen}")
-    if host_lines:
-        label = "\n".join(["host (root netns)", *host_lines])
-        out.append(
-            f"  {_q(HOST_ID)} [label={_q(label)}, shape=box, style=filled, fillcolor=grey92];"
-        )
-    for ident, text in unknown.items():
-        out.append(f"  {_q(ident)} [label={_q(text + ' (not in a topology)')}, shape=plaintext];")
-    for r in reach:
-        color = "darkgreen" if r.ok else "red3"
-        mark = "ok" if r.ok else "FAIL"
-        out.append(
-            f"  {_q(r.src)} -> {_q(r.dst)} [label={_q(f'{r.what} {mark}')}, color={color}, "
-            f"fontcolor={color}, style=dashed, dir=forward, constraint=false];"
-        )
+    out += [f"  {_box_dot(b)}" for b in d.boxes if b.cluster is None]
+    for e in d.edges:
+        attrs = ", ".join(a for a in (f"label={_q(e.label)}" if e.label else "",
+                                      _DOT_EDGES[e.style]) if a)
+        out.append(f"  {_q(e.src)} -> {_q(e.dst)}{f' [{attrs}]' if attrs else ''};")
     out.append("}")
     return "\n".join(out) + "\n"
+
+
+def _box_dot(b: Box) -> str:
+    return (f"{_q(b.id)} [label={_q(chr(10).join(b.lines))}, shape={_DOT_SHAPES[b.shape]}"
+            f"{_DOT_EXTRA.get(b.shape, '')}];")
+
+
+def to_dot(topologies: list[Topology], reach: list[Reach], unknown: dict[str, str]) -> str:
+    """DOT source: one cluster per topology, the host shared, probed pairs on top."""
+    return render_dot(build(topologies, reach, unknown))
+
+
+# -- Mermaid -----------------------------------------------------------------------
+
+_MERMAID_SHAPES = {"node": ("[", "]"), "router": ("{{", "}}"), "switch": ("([", "])"),
+                   "stub": ("[/", "/]"), "host": ("[[", "]]"), "other": (">", "]")}
+_MERMAID_EDGES = {"link": "---", "stub": "-.-", "ok": "-.->", "fail": "-.-x"}
+_MERMAID_COLORS = {"ok": "stroke:#1a7f37,color:#1a7f37", "fail": "stroke:#cf222e,color:#cf222e"}
+
+
+def _mid(ident: str) -> str:
+    """A Mermaid node id: letters, digits and underscores only."""
+    return "n_" + re.sub(r"[^A-Za-z0-9_]", "_", ident)
+
+
+def _mtext(text: str) -> str:
+    return '"' + text.replace('"', "#quot;").replace("\n", "<br/>") + '"'
+
+
+def render_mermaid(d: Diagram) -> str:
+    out = ["flowchart LR"]
+    for i, label in enumerate(d.clusters):
+        out.append(f"  subgraph c{i}[{_mtext(label)}]")
+        out += [f"    {_box_mermaid(b)}" for b in d.boxes if b.cluster == i]
+        out.append("  end")
+    out += [f"  {_box_mermaid(b)}" for b in d.boxes if b.cluster is None]
+    colored = []
+    for n, e in enumerate(d.edges):
+        arrow = _MERMAID_EDGES[e.style]
+        label = f"|{_mtext(e.label)}|" if e.label else ""
+        out.append(f"  {_mid(e.src)} {arrow}{label} {_mid(e.dst)}")
+        if e.style in _MERMAID_COLORS:
+            colored.append(f"  linkStyle {n} {_MERMAID_COLORS[e.style]}")
+    out += colored
+    return "\n".join(out) + "\n"
+
+
+def _box_mermaid(b: Box) -> str:
+    left, right = _MERMAID_SHAPES[b.shape]
+    return f"{_mid(b.id)}{left}{_mtext(chr(10).join(b.lines))}{right}"
+
+
+def to_mermaid(topologies: list[Topology], reach: list[Reach], unknown: dict[str, str]) -> str:
+    """Mermaid flowchart source of the same picture as `to_dot`."""
+    return render_mermaid(build(topologies, reach, unknown))
 
 
 def render_svg(dot_path: str, svg_path: str) -> str | None:

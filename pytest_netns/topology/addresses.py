@@ -1,29 +1,22 @@
-"""Validating addresses and names, and allocating subnets nobody else uses.
+"""Validating addresses, subnets and interface names, before anything is created.
 
-Subnets are reserved in a file shared by every pytest-netns process on the
-host (xdist workers included) under an exclusive lock, and each reservation
-is checked against the host's routes at allocation time, so two topologies
-never collide with each other or with the host's own networks.
+Every check raises an `InvalidArgumentError` subclass whose message names
+the bad value and what would be valid, so bad input changes nothing.
 """
 
 from __future__ import annotations
 
-import fcntl
 import ipaddress
-import json
-import os
 import re
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 
-from .errors import (
+from ..errors import (
     InterfaceNameError,
     InvalidAddressError,
-    SubnetExhaustedError,
     SubnetOverlapError,
     SubnetTooSmallError,
 )
-from .session import STATE_DIR, process_alive
+from .spec import Network
 
 IFNAMSIZ = 15
 _IFNAME_RE = re.compile(r"[A-Za-z0-9_.\-]+")
@@ -33,12 +26,6 @@ _RESERVED_IFNAMES = {
     "all": "the kernel reserves it (/proc/sys/net/ipv4/conf/all)",
     "default": "the kernel reserves it (/proc/sys/net/ipv4/conf/default)",
 }
-RESERVATIONS = os.path.join(STATE_DIR, "subnets.json")
-# Pool for automatic subnets: 10.64.0.0/10 is far from Docker's defaults
-# (172.17-31/16, 192.168/16) and from typical VPN and cloud ranges.
-DEFAULT_POOL = ipaddress.IPv4Network("10.64.0.0/10")
-
-Network = ipaddress.IPv4Network
 
 
 def parse_ip(value: object, what: str = "address") -> ipaddress.IPv4Address:
@@ -158,9 +145,10 @@ def _special_name(net: Network) -> str:
 
 def host_networks() -> list[Network]:
     """Every IPv4 prefix the host's root namespace routes or owns, default route excluded."""
-    from .rtnl import ipv4_prefixes  # a raw dump: every build pays for this
+    from ..kernel.rtnl import host_prefixes
 
-    return [ipaddress.IPv4Network(f"{addr}/{plen}", strict=False) for addr, plen in ipv4_prefixes()]
+    return [ipaddress.IPv4Network(f"{addr}/{plen}", strict=False)
+            for addr, plen in host_prefixes()]
 
 
 def check_clear_of_host(net: Network, host: Iterable[Network] | None = None) -> None:
@@ -171,120 +159,3 @@ def check_clear_of_host(net: Network, host: Iterable[Network] | None = None) -> 
                 f"subnet {net} overlaps the host's route {other}: pick a subnet the host does "
                 "not use, or leave it out and pytest-netns will choose a free one"
             )
-
-
-@contextmanager
-def _locked_reservations(
-    freed: list[str] | None = None,
-) -> Iterator[dict[str, dict[str, object]]]:
-    os.makedirs(STATE_DIR, exist_ok=True)
-    with open(RESERVATIONS + ".lock", "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            try:
-                with open(RESERVATIONS) as f:
-                    table: dict[str, dict[str, object]] = json.load(f)
-            except (FileNotFoundError, json.JSONDecodeError):
-                table = {}
-            # a reservation of a process that is gone is free again
-            live = {k: v for k, v in table.items() if _alive(int(str(v.get("pid", 0))))}
-            if freed is not None:
-                freed += [f"{k} ({v.get('owner')}, pid {v.get('pid')})"
-                          for k, v in table.items() if k not in live]
-            table = live
-            yield table
-            tmp = RESERVATIONS + f".{os.getpid()}"
-            with open(tmp, "w") as f:
-                json.dump(table, f)
-            os.replace(tmp, RESERVATIONS)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _alive(pid: int) -> bool:
-    # a zombie (killed, not yet reaped) holds nothing any more
-    return process_alive(pid)
-
-
-def release_dead() -> list[str]:
-    """Free every reservation whose process is gone; describe each one freed."""
-    freed: list[str] = []
-    with _locked_reservations(freed):
-        pass
-    return freed
-
-
-def reserve(
-    count: int,
-    owner: str,
-    prefixlen: int = 24,
-    explicit: Iterable[Network] = (),
-    pool: Network = DEFAULT_POOL,
-    avoid: Iterable[Network] = (),
-) -> list[Network]:
-    """Reserve `count` free subnets (plus the `explicit` ones) for `owner`.
-
-    An explicit subnet that another live topology holds raises
-    SubnetOverlapError; the automatic ones skip every reserved subnet, every
-    host route, and `avoid` (the topology's own explicit subnets that need
-    no reservation because they never reach the host).
-    """
-    explicit = list(explicit)
-    host = host_networks()
-    with _locked_reservations() as table:
-        taken = [ipaddress.IPv4Network(k) for k in table]
-        for net in explicit:
-            for other in taken:
-                if net.overlaps(other):
-                    raise SubnetOverlapError(
-                        f"subnet {net} overlaps {other}, which another live topology "
-                        f"({table[str(other)].get('owner')}) holds: pick another subnet"
-                    )
-        chosen: list[Network] = []
-        if count:
-            blocked = taken + host + explicit + list(avoid)
-            for cand in pool.subnets(new_prefix=prefixlen):
-                if any(cand.overlaps(b) for b in blocked):
-                    continue
-                chosen.append(cand)
-                blocked.append(cand)
-                if len(chosen) == count:
-                    break
-            else:
-                raise SubnetExhaustedError(
-                    f"no free /{prefixlen} subnet left in {pool} ({len(taken)} reserved): "
-                    "close topologies you no longer need, or run `pytest-netns cleanup`"
-                )
-        for net in chosen + explicit:
-            table[str(net)] = {"pid": os.getpid(), "owner": owner}
-        return chosen
-
-
-def live_reservations() -> dict[Network, str]:
-    """Subnets that live pytest-netns processes hold, with their owners (read-only)."""
-    try:
-        with open(RESERVATIONS) as f:  # replaced atomically, so no lock is needed to read
-            table: dict[str, dict[str, object]] = json.load(f)
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-    return {ipaddress.IPv4Network(k): str(v.get("owner")) for k, v in table.items()
-            if _alive(int(str(v.get("pid", 0))))}
-
-
-def free_subnet_count(prefixlen: int = 24, pool: Network = DEFAULT_POOL) -> tuple[int, int]:
-    """(free, total): how many /prefixlen subnets of the pool an allocation could take now."""
-    blocked = [n for n in [*host_networks(), *live_reservations()] if n.overlaps(pool)]
-    total = 2 ** (prefixlen - pool.prefixlen)
-    free = sum(1 for cand in pool.subnets(new_prefix=prefixlen)
-               if not any(cand.overlaps(b) for b in blocked))
-    return free, total
-
-
-def release(nets: Iterable[Network]) -> None:
-    """Give reserved subnets back to the pool."""
-    keys = [str(n) for n in nets]
-    if not keys:
-        return
-    with _locked_reservations() as table:
-        for key in keys:
-            table.pop(key, None)

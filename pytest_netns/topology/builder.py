@@ -4,7 +4,7 @@ Mininet's lesson: a topology is a description (nodes, switches, links,
 routers, NAT) and building it is a separate step. Here the description is
 validated completely, and its subnets reserved, before the first kernel
 object exists; the build then either finishes or removes everything it made
-before the error propagates. The four seed fixtures are short recipes on this
+before the error propagates. The four fixtures are short recipes on this
 class, so there is one code path to trust, not five.
 """
 
@@ -12,39 +12,49 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Protocol
 
-from .addressing import (
+from ..choices import NODE_BACKENDS as BACKENDS
+from ..errors import InvalidAddressError, InvalidTopologyError, UnsupportedKindError
+from ..kernel.privileges import require_privileges
+from ..ownership import Session, current_session
+from .addresses import check_assignable, check_ifname, parse_ip, parse_subnet
+from .construct import Constructor
+from .plan import Plan, make_plan
+from .spec import (
+    HOST,
+    EndpointSpec,
+    Expectation,
     Network,
-    check_assignable,
-    check_clear_of_host,
-    check_ifname,
-    check_segment_subnet,
-    host_networks,
-    parse_ip,
-    parse_subnet,
-    release,
-    reserve,
+    NodeSpec,
+    Role,
+    RouteSpec,
+    SegmentKind,
+    SegmentSpec,
 )
-from .construction import Construction
-from .errors import (
-    InterfaceNameError,
-    InvalidAddressError,
-    InvalidTopologyError,
-    UnsupportedKindError,
-)
-from .namespaces import require_privileges
-from .nodes import host
-from .segments import HOST, EndpointSpec, NodeSpec, SegmentSpec
-from .session import Session, current_session
-
-if TYPE_CHECKING:
-    from .topology import Topology
-
-BACKENDS = ("docker", "namespace")
+from .topology import Topology
 
 
-class TopologyBuilder(Construction):
+class BuildListener(Protocol):
+    """Who wants to know about a build (the pytest plugin: the test's record and stack)."""
+
+    def building(self) -> AbstractContextManager[None]:
+        """Entered around the build: probes sent meanwhile verify it, not the test."""
+        ...
+
+    def built(self, topology: Topology) -> None:
+        """A topology was built and handed to the caller."""
+        ...
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+class TopologyBuilder:
     """Describe nodes, switches, links, routers and NAT, then `build()`.
 
     >>> t = make_topology()
@@ -65,6 +75,7 @@ class TopologyBuilder(Construction):
         session: Session | None = None,
         verify: bool = True,
         label: str = "topology",
+        listener: BuildListener | None = None,
     ) -> None:
         if backend not in BACKENDS:
             raise InvalidTopologyError(f"unknown backend {backend!r}: expected one of {BACKENDS}")
@@ -75,12 +86,12 @@ class TopologyBuilder(Construction):
         self.session = session or current_session()
         self.verify = verify
         self.label = label
+        self.listener = listener
         self._nodes: dict[str, NodeSpec] = {}
         self._segments: dict[str, SegmentSpec] = {}
-        self._routes: list[tuple[str, str, str]] = []
-        self._expect: list[tuple[str, str, str]] = []  # (src, dst node, segment)
+        self._routes: list[RouteSpec] = []
+        self._expect: list[Expectation] = []
         self._built = False
-        self._explicit_ifnames: dict[str, set[str]] = {}
 
     # -- description ------------------------------------------------------
 
@@ -108,23 +119,24 @@ class TopologyBuilder(Construction):
         if chosen not in BACKENDS:
             raise InvalidTopologyError(f"unknown backend {chosen!r}: expected one of {BACKENDS}")
         return self._add_node(
-            NodeSpec(name, "node", chosen, image or self.image, command or self.command,
-                      run_kwargs=run_kwargs)
+            NodeSpec(name, Role.NODE, chosen, image or self.image, command or self.command,
+                     run_kwargs=run_kwargs)
         )
 
-    def attach(self, container: object, name: str | None = None) -> str:
-        """An already running container (docker SDK, id/name, or testcontainers).
+    def attach(self, container: Any, name: str | None = None) -> str:
+        """An already running container: a docker SDK `Container`, an id or name, or a
+        started testcontainers `DockerContainer`.
 
         It is never stopped or removed; only the interfaces put into it are.
         """
-        from .containers import resolve_container
+        from ..nodes.container import resolve_container
 
         ctr = resolve_container(container)
-        return self._add_node(NodeSpec(name or str(ctr.name), "node", "docker", attach=ctr))
+        return self._add_node(NodeSpec(name or str(ctr.name), Role.NODE, "docker", attach=ctr))
 
     def router(self, name: str) -> str:
         """A namespace that forwards between the segments it is connected to."""
-        return self._add_node(NodeSpec(name, "router", "namespace"))
+        return self._add_node(NodeSpec(name, Role.ROUTER, "namespace"))
 
     def switch(self, name: str | None = None, subnet: str | Network | None = None) -> str:
         """A learning bridge in a namespace of its own (clear of the host's firewall)."""
@@ -132,8 +144,8 @@ class TopologyBuilder(Construction):
         if name in self._nodes or name in self._segments or name == HOST:
             raise InvalidTopologyError(f"name {name!r} is used twice in this topology")
         net = parse_subnet(subnet, hosts_needed=1) if subnet is not None else None
-        self._segments[name] = SegmentSpec(name, "switch", net)
-        self._nodes[name] = NodeSpec(name, "switch", "namespace")
+        self._segments[name] = SegmentSpec(name, SegmentKind.SWITCH, net)
+        self._nodes[name] = NodeSpec(name, Role.SWITCH, "namespace")
         return name
 
     def connect(
@@ -156,7 +168,7 @@ class TopologyBuilder(Construction):
             a, b, ip, peer_ip, iface, peer_iface = b, a, peer_ip, ip, peer_iface, iface
         self._need_node(a, "connect")
         end_a = EndpointSpec(a, _ifname_or_none(iface), _ip_or_none(ip))
-        if b in self._segments and self._segments[b].kind == "switch":
+        if b in self._segments and self._segments[b].kind == SegmentKind.SWITCH:
             if peer_ip or peer_iface:
                 raise InvalidTopologyError(
                     f"a switch port carries no address or name: drop peer_ip/peer_iface when "
@@ -179,7 +191,7 @@ class TopologyBuilder(Construction):
         name = f"link{len(self._segments)}"
         link_net = parse_subnet(subnet) if subnet is not None else None
         end_b = EndpointSpec(b, _ifname_or_none(peer_iface), _ip_or_none(peer_ip))
-        self._segments[name] = SegmentSpec(name, "link", link_net, [end_a, end_b])
+        self._segments[name] = SegmentSpec(name, SegmentKind.LINK, link_net, [end_a, end_b])
         return name
 
     def stub(
@@ -193,7 +205,7 @@ class TopologyBuilder(Construction):
     ) -> str:
         """A guest-only NIC in `node`: an address, and nothing at the other end.
 
-        `kind` is "dummy" (the seed's), "ifb", "veth" (peer parked in a private
+        `kind` is "dummy" (the article's), "ifb", "veth" (peer parked in a private
         namespace) or None for the best this kernel has.
         """
         self._need_node(node, "stub")
@@ -214,7 +226,8 @@ class TopologyBuilder(Construction):
             )
         name = f"stub{len(self._segments)}"
         self._segments[name] = SegmentSpec(
-            name, "stub", net, [EndpointSpec(node, check_ifname(iface), addr)], stub_kind=kind
+            name, SegmentKind.STUB, net, [EndpointSpec(node, check_ifname(iface), addr)],
+            stub_kind=kind
         )
         return name
 
@@ -230,11 +243,11 @@ class TopologyBuilder(Construction):
         The upstream side is a veth in the root namespace that this topology
         creates, so the test process can bind the upstream address and serve
         on it. The router gets no route off the machine unless `real_uplink`
-        is set: that explicit opt-in changes the host as `uplink.py` documents
+        is set: that explicit opt-in changes the host as `kernel/uplink.py` documents
         and restores it when the topology closes.
         """
         self._need_node(router, "nat")
-        if self._nodes[router].role != "router":
+        if self._nodes[router].role != Role.ROUTER:
             raise InvalidTopologyError(f"NAT needs a router, and {router!r} is not one")
         seg_name = self.connect(router, HOST, subnet=upstream_subnet)
         self._segments[seg_name].nat_router = router
@@ -246,163 +259,49 @@ class TopologyBuilder(Construction):
         self._need_node(node, "route")
         net = parse_subnet(dst, hosts_needed=0) if dst != "default" else None
         check_assignable(parse_ip(via, "gateway"), "gateway")
-        self._routes.append((node, str(net) if net else "0.0.0.0/0", via))
+        self._routes.append(RouteSpec(node, str(net) if net else "0.0.0.0/0", via))
 
     def expect(self, src: str, dst: str, segment: str) -> None:
         """After building, prove that `src` reaches `dst`'s address on `segment`."""
-        self._expect.append((src, dst, segment))
+        self._expect.append(Expectation(src, dst, segment))
 
     def _need_node(self, name: str, what: str) -> None:
-        if name not in self._nodes or self._nodes[name].role == "switch":
-            known = sorted(n for n, s in self._nodes.items() if s.role != "switch")
+        if name not in self._nodes or self._nodes[name].role == Role.SWITCH:
+            known = sorted(n for n, s in self._nodes.items() if s.role != Role.SWITCH)
             raise InvalidTopologyError(
                 f"{what}: unknown node {name!r}; this topology has nodes {known}"
             )
 
-    # -- planning ---------------------------------------------------------
-
-    def _plan(self) -> tuple[list[Network], dict[str, Network], dict[tuple[str, int], str]]:
-        """Check everything, reserve subnets, and assign every address and name.
-
-        Returns the reserved subnets, each segment's subnet, and the address
-        of each (segment, endpoint position).
-        """
-        self._check_ifnames()
-        for seg in self._segments.values():
-            if seg.kind != "stub" and seg.subnet is not None:
-                check_segment_subnet(seg.subnet, seg.touches_host)
-        self._check_disjoint()
-        auto = [s for s in self._segments.values() if s.subnet is None]
-        explicit_host = [s.subnet for s in self._segments.values()
-                         if s.subnet is not None and s.touches_host]
-        if explicit_host:
-            host_nets = host_networks()
-            for net in explicit_host:
-                assert net is not None
-                check_clear_of_host(net, host_nets)
-        for seg in self._segments.values():
-            if not seg.endpoints:
-                raise InvalidTopologyError(f"switch {seg.name!r} has no members: connect a node")
-            if seg.subnet is not None:
-                parse_subnet(seg.subnet, hosts_needed=len(seg.endpoints))
-        reserved = reserve(
-            len(auto),
-            owner=f"{self.session.id}:{self.label}",
-            explicit=[n for n in explicit_host if n is not None],
-            avoid=[s.subnet for s in self._segments.values()
-                   if s.subnet is not None and not s.touches_host],
-        )
-        try:
-            subnets: dict[str, Network] = {}
-            it = iter(reserved)
-            for seg in self._segments.values():
-                subnets[seg.name] = seg.subnet if seg.subnet is not None else next(it)
-            addresses = {}
-            for seg in self._segments.values():
-                addresses.update(self._assign(seg, subnets[seg.name]))
-        except BaseException:
-            release(reserved + [n for n in explicit_host if n is not None])
-            raise
-        return reserved + [n for n in explicit_host if n is not None], subnets, addresses
-
-    def _check_disjoint(self) -> None:
-        """Explicit subnets that meet in one node (or the host) must not overlap:
-        that node could not tell which interface an address is behind."""
-        seen: dict[str, list[tuple[Network, str]]] = {}
-        for seg in self._segments.values():
-            if seg.subnet is None:
-                continue
-            for member in dict.fromkeys(e.node for e in seg.endpoints):
-                for other, other_seg in seen.get(member, []):
-                    if seg.subnet.overlaps(other):
-                        raise InvalidAddressError(
-                            f"subnets {other} ({other_seg}) and {seg.subnet} ({seg.name}) "
-                            f"overlap, and both reach {member!r}, which could not tell them "
-                            "apart: pick disjoint subnets, or leave one out"
-                        )
-                seen.setdefault(member, []).append((seg.subnet, seg.name))
-
-    def _check_ifnames(self) -> None:
-        """Explicit interface names: one per node, and none the host already has."""
-        explicit: dict[str, set[str]] = {}
-        for seg in self._segments.values():
-            for e in seg.endpoints:
-                if e.ifname is None:
-                    continue
-                names = explicit.setdefault(e.node, set())
-                if e.ifname in names:
-                    raise InterfaceNameError(
-                        f"interface name {e.ifname!r} is given twice for {e.node!r} in this "
-                        "topology: give each of its interfaces its own name, or leave iface out"
-                    )
-                names.add(e.ifname)
-        if explicit.get(HOST):
-            taken = explicit[HOST] & {str(ln["ifname"]) for ln in host().netlink.links()}
-            if taken:
-                raise InterfaceNameError(
-                    f"interface {sorted(taken)[0]!r} already exists in the host's namespace: "
-                    "pick another host-side name, or leave it out and pytest-netns will choose "
-                    "a free one"
-                )
-        self._explicit_ifnames = explicit
-
-    def _assign(self, seg: SegmentSpec, net: Network) -> dict[tuple[str, int], str]:
-        taken = set()
-        for e in seg.endpoints:
-            if e.ip is None:
-                continue
-            if seg.kind != "stub" and (e.ip not in net or e.ip in (net.network_address,
-                                                                   net.broadcast_address)):
-                raise InvalidAddressError(
-                    f"address {e.ip} of {e.node!r} is not a host address of {seg.name}'s "
-                    f"subnet {net}: pick one in {net[1]}-{net[-2]}"
-                )
-            if e.ip in taken:
-                raise InvalidAddressError(f"address {e.ip} is given twice on {seg.name} ({net})")
-            taken.add(e.ip)
-        # routers and the host take the first free addresses (gateway-style .1)
-        order = sorted(
-            range(len(seg.endpoints)),
-            key=lambda i: 0 if seg.endpoints[i].node == HOST
-            or self._nodes[seg.endpoints[i].node].role == "router" else 1,
-        )
-        free = (h for h in net.hosts() if h not in taken)
-        out = {}
-        for i in order:
-            e = seg.endpoints[i]
-            if e.ip is None:
-                e_ip = next(free, None)
-                if e_ip is None:
-                    raise InvalidAddressError(
-                        f"subnet {net} of {seg.name} has no free address left"
-                    )
-                out[(seg.name, i)] = str(e_ip)
-            else:
-                out[(seg.name, i)] = str(e.ip)
-        return out
-
     # -- building ---------------------------------------------------------
+
+    def plan(self) -> Plan:
+        """Check the description, reserve its subnets and assign every address.
+
+        Nothing is created; `build()` does this first. The reservation lasts
+        until the plan's topology closes, or `Plan.release()`.
+        """
+        return make_plan(self.label, f"{self.session.id}:{self.label}", self._nodes,
+                         list(self._segments.values()), self._routes, self._expect)
 
     def build(self) -> Topology:
         """Create everything; on any failure remove what was made, then re-raise."""
-        from .topology import Topology
-
         if self._built:
             raise InvalidTopologyError("this builder was already built; make a new one")
         self._built = True
-        started = time.perf_counter()
-        reserved, subnets, addresses = self._plan()
-        topo = Topology(self.label, self.session, reserved)
-        try:
-            self._create_nodes(topo)
-            self._create_segments(topo, subnets, addresses)
-            self._create_routes(topo)
-            topo.build_seconds = time.perf_counter() - started
-            if self.verify:
-                self._verify(topo)
-        except BaseException:
-            topo.close()
-            raise
+        with self.listener.building() if self.listener else _nothing():
+            started = time.perf_counter()
+            plan = self.plan()
+            topo = Topology(self.label, self.session, plan.reserved)
+            try:
+                Constructor(plan, topo).build()
+                topo.build_seconds = time.perf_counter() - started
+                if self.verify:
+                    Constructor.verify(plan, topo)
+            except BaseException:
+                topo.close()
+                raise
+        if self.listener is not None:
+            self.listener.built(topo)
         return topo
 
 

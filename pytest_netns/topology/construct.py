@@ -1,97 +1,96 @@
-"""Turning a checked, addressed topology description into kernel objects.
+"""Construction: turning a `Plan` into kernel objects, in order.
 
-The builder (builder.py) validates a description and reserves its subnets;
-this half creates what it describes, in order: nodes (namespaces, started
-or attached containers), then segments (bridges, veths, guest-only NICs,
-NAT), then routes, and finally proves the expected paths with probes. Any
-failure propagates to `TopologyBuilder.build`, which removes what exists.
+Nodes first (namespaces, started or attached containers), then links
+(bridges, veths, guest-only NICs, NAT), then routes; finally the plan's
+expectations are proved with probes. Any failure propagates to the
+builder, which closes the topology, removing whatever exists by then.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
-from .addressing import Network
-from .errors import InterfaceNameError, UnsupportedKindError, VerificationError
-from .images import DEFAULT_COMMAND
-from .namespaces import create_named_netns
-from .nat import enable_masquerade
-from .nodes import Interface, NamespaceNode, Node, host
-from .segments import HOST, NodeSpec, Segment, SegmentSpec
-from .session import Session
+from ..errors import InterfaceNameError, VerificationError
+from ..kernel.netns import create_named_netns
+from ..nodes.base import Node
+from ..nodes.host import host
+from ..nodes.images import DEFAULT_COMMAND, DEFAULT_IMAGE
+from ..nodes.namespace import NamespaceNode
+from .links import End, GuestNic, HostLink, Link, NatUplink, NodeLink, SwitchPort
+from .plan import Plan, PlannedSegment
+from .segments import Member, Segment
+from .spec import HOST, NodeSpec, Role, SegmentKind
 
 if TYPE_CHECKING:
     from .topology import Topology
 
+log = logging.getLogger(__name__)
 
-class Construction:
-    """The creating half of `TopologyBuilder` (a mixin over its description)."""
 
-    session: Session
-    label: str
-    _nodes: dict[str, NodeSpec]
-    _segments: dict[str, SegmentSpec]
-    _routes: list[tuple[str, str, str]]
-    _expect: list[tuple[str, str, str]]
-    _explicit_ifnames: dict[str, set[str]]
+class Constructor:
+    """Creates what one plan describes, into one topology."""
 
-    def _create_nodes(self, topo: Topology) -> None:
-        containers = [s for s in self._nodes.values()
-                      if s.role == "node" and s.backend == "docker" and s.attach is None]
+    def __init__(self, plan: Plan, topo: Topology) -> None:
+        self.plan = plan
+        self.topo = topo
+
+    def build(self) -> None:
+        self._create_nodes()
+        for seg in self.plan.segments:
+            self._create_segment(seg)
+        self._create_routes()
+
+    # -- nodes ------------------------------------------------------------------
+
+    def _create_nodes(self) -> None:
+        specs = self.plan.nodes
+        containers = [s for s in specs
+                      if s.role == Role.NODE and s.backend == "docker" and s.attach is None]
         if containers:
-            self._check_images(containers)
-        for spec in self._nodes.values():
+            _check_images(containers)
+        for spec in specs:
             if spec.attach is not None:  # first: attaching creates nothing, and is checked
-                self._attach(topo, spec)
-        for spec in self._nodes.values():
+                self._attach(spec)
+        for spec in specs:
             if spec.attach is None and spec.backend == "namespace":
-                path, thread = create_named_netns(self.session.netns_name(spec.role))
-                node = NamespaceNode(spec.name, path, thread)
-                topo.add_node(node, spec.role)
-                node.netlink.set_up(1)  # lo
-                if spec.role == "node" and spec.command and spec.command != DEFAULT_COMMAND:
-                    # the namespace backend's stand-in for a container's main process
-                    node.spawn(list(spec.command) if not isinstance(spec.command, str)
-                               else [spec.command])
-                if spec.role == "router":
-                    node.netlink.sysctl("net.ipv4.ip_forward", "1")
+                self._create_namespace(spec)
         if containers:
-            from .containers import start_containers
+            self._start_containers(containers)
 
-            groups: dict[tuple[str, str], list[NodeSpec]] = {}
-            for s in containers:
-                key = (s.image or "", repr(s.command) + repr(sorted(s.run_kwargs.items())))
-                groups.setdefault(key, []).append(s)
-            for group in groups.values():
-                first = group[0]
-                image = first.image
-                if image is None:
-                    from .images import DEFAULT_IMAGE
+    def _create_namespace(self, spec: NodeSpec) -> None:
+        path, thread = create_named_netns(self.topo.session.netns_name(spec.role.value))
+        node = NamespaceNode(spec.name, path, thread)
+        self.topo.add_node(node, spec.role)
+        node.netlink.set_up(1)  # lo
+        if spec.role == Role.NODE and spec.command and spec.command != DEFAULT_COMMAND:
+            # the namespace backend's stand-in for a container's main process
+            node.spawn(spec.command)
+        if spec.role == Role.ROUTER:
+            node.netlink.sysctl("net.ipv4.ip_forward", "1")
 
-                    image = DEFAULT_IMAGE
-                nodes = start_containers(
-                    self.session, [s.name for s in group], image, first.command,
-                    **first.run_kwargs,
-                )
-                for n in nodes:
-                    topo.add_node(n, "node")
+    def _start_containers(self, specs: list[NodeSpec]) -> None:
+        from ..nodes.container import start_containers
 
-    def _check_images(self, specs: list[NodeSpec]) -> None:
-        """The engine answers and every image is here (or is ours to build), before
-        the first namespace exists; images are never pulled."""
-        from .containers import docker_client
-        from .images import DEFAULT_IMAGE, ensure_image
+        groups: dict[tuple[str, str], list[NodeSpec]] = {}
+        for s in specs:
+            key = (s.image or "", repr(s.command) + repr(sorted(s.run_kwargs.items())))
+            groups.setdefault(key, []).append(s)
+        for group in groups.values():
+            first = group[0]
+            nodes = start_containers(
+                self.topo.session, [s.name for s in group], first.image or DEFAULT_IMAGE,
+                first.command, **first.run_kwargs,
+            )
+            for node in nodes:
+                self.topo.add_node(node, Role.NODE)
 
-        client = docker_client()
-        for image in dict.fromkeys(s.image or DEFAULT_IMAGE for s in specs):
-            ensure_image(client, image)
-
-    def _attach(self, topo: Topology, spec: NodeSpec) -> None:
-        from .containers import attach_container
+    def _attach(self, spec: NodeSpec) -> None:
+        from ..nodes.container import attach_container
 
         node = attach_container(spec.attach, spec.name)
-        topo.add_node(node, spec.role)
-        clash = node.netlink.existing(self._explicit_ifnames.get(spec.name, set()))
+        self.topo.add_node(node, spec.role)
+        clash = node.netlink.existing(set(self.plan.explicit_ifnames.get(spec.name, ())))
         if clash:
             raise InterfaceNameError(
                 f"interface {sorted(clash)[0]!r} already exists in attached container "
@@ -99,158 +98,93 @@ class Construction:
                 "choose a free name"
             )
 
+    # -- links ------------------------------------------------------------------
+
     def _next_ifname(self, node: Node) -> str:
         """The first free ethN, skipping names asked for explicitly and, in a
         container we do not own, the interfaces it already has."""
-        used = {i.ifname for i in node.interfaces} | self._explicit_ifnames.get(node.name, set())
-        if not getattr(node, "owned", True):
-            used |= {str(ln["ifname"]) for ln in node.netlink.links()}
+        used = {i.ifname for i in node.interfaces} | self.plan.explicit_ifnames.get(node.name,
+                                                                                  frozenset())
+        if not node.owned:
+            used |= {link.ifname for link in node.netlink.links()}
         n = 1
         while f"eth{n}" in used:
             n += 1
         return f"eth{n}"
 
-    def _create_segments(
-        self, topo: Topology, subnets: dict[str, Network], addresses: dict[tuple[str, int], str]
-    ) -> None:
-        for seg in self._segments.values():
-            net = subnets[seg.name]
-            ips = [addresses[(seg.name, i)] for i in range(len(seg.endpoints))]
-            if seg.kind == "switch":
-                members, detail = self._build_switch(topo, seg, net, ips), "br0"
-            elif seg.kind == "stub":
-                members, detail = self._build_stub(topo, seg, net)
+    def _end(self, node: str, ifname: str | None, ip: str) -> End:
+        return End(node, ifname or self._next_ifname(self.topo.nodes[node]), ip)
+
+    def _create_segment(self, seg: PlannedSegment) -> None:
+        topo, prefixlen = self.topo, seg.subnet.prefixlen
+        links: list[Link] = []
+        detail = "veth"
+        if seg.kind == SegmentKind.SWITCH:
+            detail = "br0"
+            bridge = topo.nodes[seg.name].netlink.add_bridge(detail)
+            for port, e in enumerate(seg.ends):
+                links.append(self._add(SwitchPort(seg.name, prefixlen, self._end(e.node, e.ifname,
+                                                                                  e.ip),
+                                                  End(seg.name, f"p{port}", None), bridge)))
+        elif seg.kind == SegmentKind.STUB:
+            (e,) = seg.ends
+            assert e.ifname is not None
+            stub = GuestNic(seg.name, prefixlen, End(e.node, e.ifname, e.ip), seg.stub_kind)
+            links.append(self._add(stub))
+            detail = stub.chosen
+        else:
+            e0, e1 = seg.ends
+            a = self._end(e0.node, e0.ifname, e0.ip)
+            if e1.node == HOST:
+                b = End(HOST, e1.ifname or topo.session.ifname("h"), e1.ip)
+                link: Link = (NatUplink(seg.name, prefixlen, (a, b), str(seg.subnet),
+                                        seg.real_uplink) if seg.nat_router
+                              else HostLink(seg.name, prefixlen, (a, b)))
             else:
-                members, detail = self._build_link(topo, seg, net, ips), "veth"
-            topo.segments[seg.name] = Segment(seg.name, seg.kind, net, tuple(members), detail)
-            if seg.nat_router:
-                router = topo.nodes[seg.nat_router]
-                built = topo.segments[seg.name]
-                out_if = built.ifname_of(seg.nat_router)
-                topo.nat_tool = enable_masquerade(router.thread, self.session.nft_table, out_if)
-                if seg.real_uplink:
-                    from . import uplink
+                link = NodeLink(seg.name, prefixlen, (a, self._end(e1.node, e1.ifname, e1.ip)))
+            links.append(self._add(link))
+        members = tuple(Member(e.node, e.ifname, e.ip or "")
+                        for link in links for e in link.ends if e.ip is not None)
+        topo.segments[seg.name] = Segment(seg.name, seg.kind, seg.subnet, members, detail)
 
-                    topo.uplink = uplink.install(
-                        self.session.id, built.ifname_of(HOST), str(built.subnet)
-                    )
-                    gateway = built.ip_of(HOST)
-                    router.netlink.add_route("0.0.0.0/0", gateway=gateway)
-                    router.routes.append(("default", gateway))
+    def _add(self, link: Link) -> Link:
+        """Hand the link to the topology first, so teardown covers a half-made one."""
+        self.topo.add_link(link)
+        link.create(self.topo)
+        return link
 
-    def _tag(self, node: Node) -> str | None:
-        """Links put into a namespace we do not own carry our alias, so sweeps find them."""
-        return None if getattr(node, "owned", True) else self.session.alias
+    # -- routes -----------------------------------------------------------------
+
+    def _create_routes(self) -> None:
+        """Nodes on a router's segment route via it; then the plan's extra routes."""
+        topo = self.topo
+        routers = {n.name for n in self.plan.nodes if n.role == Role.ROUTER}
+        for spec in self.plan.nodes:
+            if spec.role != Role.NODE:
+                continue
+            for seg in topo.segments.values():
+                names = seg.names()
+                gateway = next((m.ip for m in seg.members if m.node in routers), None)
+                if spec.name in names and gateway:
+                    node = topo.nodes[spec.name]
+                    node.netlink.add_route("0.0.0.0/0", gateway=gateway)
+                    node.routes.append(("default", gateway))
+                    break
+        for route in self.plan.routes:
+            node = topo.nodes[route.node]
+            node.netlink.add_route(route.dst, gateway=route.via)
+            node.routes.append((route.dst, route.via))
+
+    # -- verification -----------------------------------------------------------
 
     @staticmethod
-    def _record(node: Node, ifname: str, seg: str, ip: str, prefixlen: int) -> None:
-        """Note an interface once it exists: teardown deletes what is noted, and must
-        never delete a same-named interface that an attached container already had."""
-        node.interfaces.append(Interface(ifname, ip, prefixlen, seg, "veth"))
+    def verify(plan: Plan, topo: Topology) -> None:
+        """Prove the plan's expectations with probes; VerificationError if one fails."""
+        from ..probes.api import ping
 
-    def _build_switch(
-        self, topo: Topology, seg: SegmentSpec, net: Network, ips: list[str]
-    ) -> list[tuple[str, str, str]]:
-        sw = topo.nodes[seg.name]
-        bridge = sw.netlink.add_bridge("br0")
-        members = []
-        for port, (e, ip) in enumerate(zip(seg.endpoints, ips, strict=True)):
-            node = topo.nodes[e.node]
-            ifname = e.ifname or self._next_ifname(node)
-            sw.netlink.add_veth(f"p{port}", ifname, node.netns_fd(), master=bridge)
-            self._record(node, ifname, seg.name, ip, net.prefixlen)
-            node.netlink.configure(ifname, ip, net.prefixlen, self._tag(node))
-            sw.netlink.activate(f"p{port}")  # its carrier came on with the node's end
-            members.append((node.name, ifname, ip))
-        return members
-
-    def _build_link(
-        self, topo: Topology, seg: SegmentSpec, net: Network, ips: list[str]
-    ) -> list[tuple[str, str, str]]:
-        e0, e1 = seg.endpoints
-        node = topo.nodes[e0.node]
-        if0 = e0.ifname or self._next_ifname(node)
-        if e1.node == HOST:
-            host_if = e1.ifname or self.session.ifname("h")
-            host().netlink.add_veth(host_if, if0, node.netns_fd(), alias=self.session.alias)
-            topo.host_links.append(host_if)
-            self._record(node, if0, seg.name, ips[0], net.prefixlen)
-            host().netlink.configure(host_if, ips[1], net.prefixlen)
-            node.netlink.configure(if0, ips[0], net.prefixlen, self._tag(node))
-            host().netlink.activate(host_if)  # its carrier came on with the node's end
-            return [(node.name, if0, ips[0]), (HOST, host_if, ips[1])]
-        peer = topo.nodes[e1.node]
-        if1 = e1.ifname or self._next_ifname(peer)
-        node.netlink.add_veth(if0, if1, peer.netns_fd(), alias=self._tag(node))
-        self._record(node, if0, seg.name, ips[0], net.prefixlen)
-        self._record(peer, if1, seg.name, ips[1], net.prefixlen)
-        # the peer first: bringing it up turns both carriers on, and configuring
-        # the creator's end afterwards applies that change on its side at once
-        peer.netlink.configure(if1, ips[1], net.prefixlen, self._tag(peer))
-        node.netlink.configure(if0, ips[0], net.prefixlen)
-        return [(node.name, if0, ips[0]), (peer.name, if1, ips[1])]
-
-    def _build_stub(
-        self, topo: Topology, seg: SegmentSpec, net: Network
-    ) -> tuple[list[tuple[str, str, str]], str]:
-        (e,) = seg.endpoints
-        assert e.ip is not None and e.ifname is not None
-        node = topo.nodes[e.node]
-        kind = self._create_stub(topo, node, e.ifname, seg.stub_kind)
-        node.interfaces.append(Interface(e.ifname, str(e.ip), net.prefixlen, seg.name, kind))
-        node.netlink.configure(e.ifname, str(e.ip), net.prefixlen, self._tag(node))
-        return [(node.name, e.ifname, str(e.ip))], kind
-
-    def _create_stub(self, topo: Topology, node: Node, ifname: str, kind: str | None) -> str:
-        """The guest-only NIC: dummy where the kernel has it, else ifb, else veth."""
-        candidates = [kind] if kind else ["dummy", "ifb", "veth"]
-        for cand in candidates:
-            try:
-                if cand == "veth":
-                    path, thread = create_named_netns(self.session.netns_name("stubpeer"))
-                    parked = NamespaceNode(f"{node.name}-stub-peer", path, thread)
-                    topo.add_node(parked, "hidden")
-                    parked.netlink.add_veth("peer0", ifname, node.netns_fd())
-                else:
-                    node.netlink.add_simple(ifname, cand)
-                return cand
-            except UnsupportedKindError:
-                if kind:
-                    raise UnsupportedKindError(
-                        f"kind={kind!r} was asked for, but this kernel has no {kind} driver "
-                        f"(`ip link add x type {kind}` fails); leave kind unset to use the best "
-                        "available guest-only interface (ifb or veth)"
-                    ) from None
-        raise UnsupportedKindError("no guest-only interface kind works on this kernel")
-
-    def _create_routes(self, topo: Topology) -> None:
-        routers = {n for n, s in self._nodes.items() if s.role == "router"}
-        for name, spec in self._nodes.items():
-            if spec.role != "node":
-                continue
-            node = topo.nodes[name]
-            for seg in topo.segments.values():
-                names = [m[0] for m in seg.members]
-                if name not in names:
-                    continue
-                gw = next((ip for m, _, ip in seg.members if m in routers), None)
-                if gw:
-                    node.netlink.add_route("0.0.0.0/0", gateway=gw)
-                    node.routes.append(("default", gw))
-                    break
-        for name, dst, via in self._routes:
-            node = topo.nodes[name]
-            node.netlink.add_route(dst, gateway=via)
-            node.routes.append((dst, via))
-
-    def _verify(self, topo: Topology) -> None:
-        if not self._expect:
-            return
-        from .probes import ping
-
-        for src, dst, seg in self._expect:
-            src_node = host() if src == HOST else topo.nodes[src]
-            dst_ip = topo.segments[seg].ip_of(dst)
+        for want in plan.expectations:
+            src_node = host() if want.src == HOST else topo.nodes[want.src]
+            dst_ip = topo.segments[want.segment].ip_of(want.dst)
             result = None
             for _ in range(3):
                 result = ping(src_node, dst_ip, timeout=1.0)
@@ -258,7 +192,19 @@ class Construction:
                     break
             if result is None or not result.ok:
                 raise VerificationError(
-                    f"{self.label}: {src} cannot reach {dst} ({dst_ip}) over {seg} right after "
-                    f"building it ({result}). Something on this host blocks the path; run "
-                    "`pytest-netns doctor`, or pass verify=False to skip this check"
+                    f"{topo.label}: {want.src} cannot reach {want.dst} ({dst_ip}) over "
+                    f"{want.segment} right after building it ({result}). Something on this "
+                    "host blocks the path; run `pytest-netns doctor`, or pass verify=False "
+                    "to skip this check"
                 )
+
+
+def _check_images(specs: list[NodeSpec]) -> None:
+    """The engine answers and every image is here (or is ours to build), before
+    the first namespace exists; images are never pulled."""
+    from ..nodes.engine import docker_client
+    from ..nodes.images import ensure_image
+
+    client = docker_client()
+    for image in dict.fromkeys(s.image or DEFAULT_IMAGE for s in specs):
+        ensure_image(client, image)

@@ -1,4 +1,4 @@
-"""The four seed topologies, as short recipes on the one builder.
+"""The four topologies of the article ("Advanced Docker networking"), as recipes on the builder.
 
 Each returns a small frozen object with the addresses and names a test
 needs (nobody should have to parse `ip` output) and a `close()` that tears it
@@ -8,14 +8,18 @@ down early; the fixture closes whatever is still up when the test ends.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .addressing import check_ifname, parse_ip, parse_prefixlen, parse_subnet
+from ..errors import InvalidAddressError
+from ..nodes.base import Node
+from .addresses import check_ifname, parse_ip, parse_prefixlen, parse_subnet
 from .builder import TopologyBuilder
-from .errors import InvalidAddressError
-from .nodes import Node
-from .segments import HOST
+from .links import Link
+from .spec import HOST
 from .topology import Topology
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 
 @dataclass(frozen=True)
@@ -26,7 +30,7 @@ class _Built:
         """Tear this topology down now (idempotent)."""
         self.topology.close()
 
-    def __enter__(self) -> Any:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -56,6 +60,11 @@ class HostOnlyLink(_Built):
     prefixlen: int
     subnet: str
 
+    @property
+    def link(self) -> Link:
+        """The veth between the node and the host."""
+        return self.topology.link(self.node, HOST)
+
 
 @dataclass(frozen=True)
 class BridgedPair(_Built):
@@ -83,8 +92,13 @@ class NatUplink(_Built):
     subnet: str
     upstream_subnet: str
 
+    @property
+    def link(self) -> Link:
+        """The veth between the node and its router."""
+        return self.topology.link(self.node, self.router)
 
-def _start(builder: TopologyBuilder, name: str, node: object | None, **kw: Any) -> str:
+
+def _start(builder: TopologyBuilder, name: str, node: Any, **kw: Any) -> str:
     """A new node, or the given running container attached as one."""
     if node is not None:
         return builder.attach(node, name=None)
@@ -98,9 +112,9 @@ def isolated_container(
     prefixlen: int = 24,
     iface: str = "eth1",
     kind: str | None = None,
-    container: object | None = None,
+    container: Any = None,
 ) -> IsolatedContainer:
-    """The seed's first scenario: a guest-only NIC, 172.16.0.10/24 on eth1."""
+    """The article's first scenario: a guest-only NIC, 172.16.0.10/24 on eth1."""
     if "/" in str(ip):
         net = parse_subnet(ip, hosts_needed=0)
         ip, prefixlen = str(ip).split("/")[0], net.prefixlen
@@ -123,9 +137,9 @@ def host_only_link(
     host_iface: str | None = None,
     node_ip: str | None = None,
     host_ip: str | None = None,
-    container: object | None = None,
+    container: Any = None,
 ) -> HostOnlyLink:
-    """The seed's second scenario: the host and the node on a private veth."""
+    """The article's second scenario: the host and the node on a private veth."""
     name = _start(builder, "node", container)
     seg = builder.connect(
         name, HOST, subnet=subnet, iface=iface, peer_iface=host_iface, ip=node_ip, peer_ip=host_ip
@@ -148,7 +162,7 @@ def bridged_pair(
     b_ip: str | None = None,
     iface: str = "eth1",
 ) -> BridgedPair:
-    """The seed's bridge scenario, with the bridge in a switch namespace of its own.
+    """The article's bridge scenario, with the bridge in a switch namespace of its own.
 
     On a host whose Docker set FORWARD DROP with br_netfilter on, a bridge in
     the root namespace drops the pair's traffic; the switch namespace has an
@@ -177,13 +191,13 @@ def nat_uplink(
     upstream_subnet: str | None = None,
     node_ip: str | None = None,
     iface: str = "eth1",
-    container: object | None = None,
+    container: Any = None,
     real_uplink: bool = False,
 ) -> NatUplink:
-    """The seed's "Internet access", with an upstream the fixture builds itself.
+    """The article's "Internet access", with an upstream the fixture builds itself.
 
     `real_uplink=True` is the explicit opt-in to route the router beyond this
-    machine through the host's default route; see `uplink.py` for exactly
+    machine through the host's default route; see `kernel/uplink.py` for exactly
     what that changes on the host (all of it is restored on close).
     """
     if (subnet is not None and upstream_subnet is not None

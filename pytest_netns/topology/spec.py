@@ -1,19 +1,49 @@
-"""The data a topology is described and built with.
+"""The description of a topology: what to create, before anything exists.
 
-The builder turns user calls into these specs (what to create), and the
-construction step turns them into `Segment`s (what was created, with the
-names and addresses the kernel now holds).
+The builder turns user calls into these specs; the planner checks them,
+reserves subnets and assigns every address (`plan.Plan`); the constructor
+creates what the plan says.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
-from .addressing import Network
+Network = ipaddress.IPv4Network
 
+#: the root namespace, as an end of a link ("host" in the API)
 HOST = "host"
+
+
+class Role(str, Enum):
+    """What a node is for; the string is what reports show."""
+
+    NODE = "node"  # a container or namespace the test uses
+    ROUTER = "router"  # a namespace that forwards between its segments
+    SWITCH = "switch"  # a namespace holding one bridge
+    HIDDEN = "hidden"  # a namespace that parks the far end of a guest-only veth
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def visible(self) -> bool:
+        """Nodes a user addresses by name (not switches or parking namespaces)."""
+        return self in (Role.NODE, Role.ROUTER)
+
+
+class SegmentKind(str, Enum):
+    """A broadcast domain: a switch, a point-to-point link, or a guest-only NIC."""
+
+    SWITCH = "switch"
+    LINK = "link"
+    STUB = "stub"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass
@@ -21,11 +51,11 @@ class NodeSpec:
     """A node to create or attach: a container, a namespace, a router or a switch."""
 
     name: str
-    role: str
+    role: Role
     backend: str
     image: str | None = None
     command: list[str] | str | None = None
-    attach: object = None
+    attach: Any = None  # a docker SDK Container to attach instead of starting one
     run_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
@@ -43,7 +73,7 @@ class SegmentSpec:
     """A switch, link or guest-only NIC to create, before addresses are assigned."""
 
     name: str
-    kind: str  # "switch", "link" or "stub"
+    kind: SegmentKind
     subnet: Network | None
     endpoints: list[EndpointSpec] = field(default_factory=list)
     stub_kind: str | None = None
@@ -56,23 +86,18 @@ class SegmentSpec:
 
 
 @dataclass(frozen=True)
-class Segment:
-    """A built switch, link or guest-only NIC: its subnet and who sits on it."""
+class RouteSpec:
+    """An extra static route in a node: `dst` (a CIDR) via `via`."""
 
-    name: str
-    kind: str
-    subnet: Network
-    members: tuple[tuple[str, str, str], ...]  # (node, ifname, ip)
-    detail: str = ""  # the link kind of a stub, the bridge of a switch
+    node: str
+    dst: str
+    via: str
 
-    def ip_of(self, node: str) -> str:
-        for member, _, ip in self.members:
-            if member == node:
-                return ip
-        raise KeyError(node)
 
-    def ifname_of(self, node: str) -> str:
-        for member, ifname, _ in self.members:
-            if member == node:
-                return ifname
-        raise KeyError(node)
+@dataclass(frozen=True)
+class Expectation:
+    """After building, `src` must reach `dst`'s address on `segment`."""
+
+    src: str
+    dst: str
+    segment: str

@@ -1,64 +1,81 @@
-"""A built topology: its nodes and segments, and how to take it down.
+"""A built topology: its nodes, segments and links, and how to take it down.
 
 Teardown goes in reverse order of building and prefers the cheap, complete
-operation: deleting a namespace or removing a container makes the kernel reap
-every link inside it. Only what lives outside namespaces we own (host-side
-veths, interfaces put into an attached container) is deleted link by link,
-and that slow work is deferred to the janitor, which the session drains once
-at the end.
+operation: deleting a namespace or removing a container makes the kernel
+reap every link inside it. Each link takes apart only what the kernel will
+not reap with our namespaces (the host's end, interfaces in an attached
+container), and each node removes itself; the slow parts of both are
+deferred to the janitor, which the session drains once at the end.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
 
-from .addressing import Network, release
-from .janitor import janitor
-from .nodes import ContainerNode, NamespaceNode, Node
-from .session import Session
+from ..errors import InvalidTopologyError
+from ..kernel.janitor import janitor
+from ..nodes.base import Interface, Node
+from ..nodes.host import host
+from ..ownership import Session
+from . import registry
+from .links import Link
+from .segments import Segment
+from .spec import Network, Role
+from .subnets import release
 
-if TYPE_CHECKING:
-    from .segments import Segment
-    from .uplink import UplinkChanges
-
-# what every topology in this process built, for the terminal summary
-STATS = {"topologies": 0, "build_seconds": 0.0, "teardown_seconds": 0.0}
-_LIVE: list[Topology] = []
-_LIVE_LOCK = threading.Lock()
+log = logging.getLogger(__name__)
 
 
 class Topology:
-    """Nodes (by name), segments (by name) and a `close()` that is idempotent."""
+    """Nodes (by name), segments (by name), links, and a `close()` that is idempotent.
 
-    def __init__(self, label: str, session: Session, reserved: list[Network]) -> None:
+    A context manager: `with builder.build() as net: ...` closes it on exit.
+    """
+
+    def __init__(self, label: str, session: Session, reserved: Sequence[Network]) -> None:
         self.label = label
         self.session = session
+        self.uid = f"{session.id}.{session.next_number()}"
         self.nodes: dict[str, Node] = {}
-        self.roles: dict[str, str] = {}
+        self.roles: dict[str, Role] = {}
         self.segments: dict[str, Segment] = {}
-        self.host_links: list[str] = []
-        self.nat_tool: str | None = None
-        self.uplink: UplinkChanges | None = None  # the opt-in real uplink's host changes
+        self.links: list[Link] = []
+        self.host_interfaces: list[Interface] = []
         self.build_seconds = 0.0
         self.teardown_seconds = 0.0
-        self._reserved = reserved
+        #: kept alive for debugging (--netns-keep): never closed by this process
+        self.kept = False
+        self._reserved = list(reserved)
         self._order: list[Node] = []
         self._closed = False
         self._lock = threading.Lock()
-        # kept alive for debugging (--netns-keep): never closed by this process
-        self.kept = False
         self._close_hooks: list[Callable[[], object]] = []
-        with _LIVE_LOCK:
-            _LIVE.append(self)
+        registry.register(self)
 
-    def add_node(self, node: Node, role: str) -> None:
+    # -- building -----------------------------------------------------------------
+
+    def add_node(self, node: Node, role: Role) -> None:
         self.nodes[node.name] = node
         self.roles[node.name] = role
         self._order.append(node)
+
+    def add_link(self, link: Link) -> None:
+        self.links.append(link)
+
+    def add_host_interface(self, iface: Interface) -> None:
+        """The host's end of one of our links: probes from "host" may leave through it."""
+        self.host_interfaces.append(iface)
+        host().add_interfaces([iface])
+
+    def network_id(self, segment: str) -> str:
+        """An id for one of our segments that no other topology's segment has."""
+        return f"{self.uid}/{segment}"
+
+    # -- reading ------------------------------------------------------------------
 
     def __getitem__(self, name: str) -> Node:
         try:
@@ -70,11 +87,37 @@ class Topology:
 
     def members(self) -> list[str]:
         """Names of the user-visible nodes (not switches or parked stub peers)."""
-        return [n for n, r in self.roles.items() if r in ("node", "router")]
+        return [n for n, r in self.roles.items() if r.visible]
+
+    def link(self, x: Node | str, y: Node | str) -> Link:
+        """The link between two adjacent things: two nodes, a node and a switch, or
+        a node and "host"."""
+        a, b = _name(x), _name(y)
+        for link in self.links:
+            if link.connects(a, b):
+                return link
+        pairs = [f"{ln.ends[0].node}-{ln.ends[1].node}" for ln in self.links
+                 if len(ln.ends) == 2]
+        raise InvalidTopologyError(
+            f"{self.label} has no link between {a!r} and {b!r} (unknown, or not adjacent); "
+            f"its links join {', '.join(pairs) or 'nothing'}"
+        )
+
+    def ip_of(self, node: Node | str, segment: str) -> str:
+        """`node`'s address on one of the topology's segments."""
+        return self.segments[segment].ip_of(_name(node))
+
+    @property
+    def nat_tool(self) -> str | None:
+        """Which firewall tool masquerades in a router ("nftables"/"iptables"), if any."""
+        return next((t for t in (getattr(link, "nat_tool", None) for link in self.links) if t),
+                    None)
 
     @property
     def closed(self) -> bool:
         return self._closed
+
+    # -- closing ------------------------------------------------------------------
 
     def on_close(self, hook: Callable[[], object]) -> None:
         """Run `hook` first thing in `close()` (captures must let go of the namespaces)."""
@@ -86,6 +129,8 @@ class Topology:
             if self._closed:
                 return
             self._closed = True
+        for node in self._order:
+            node.mark_closed(f"its topology {self.label} was closed")
         for hook in self._close_hooks:
             hook()
         started = time.perf_counter()
@@ -93,58 +138,25 @@ class Topology:
             self._teardown()
         finally:
             self.teardown_seconds = time.perf_counter() - started
-            STATS["topologies"] += 1
-            STATS["build_seconds"] += self.build_seconds
-            STATS["teardown_seconds"] += self.teardown_seconds
-            with _LIVE_LOCK:
-                if self in _LIVE:
-                    _LIVE.remove(self)
+            registry.closed(self)
+            log.debug("closed %s in %.1f ms", self.label, self.teardown_seconds * 1000)
 
     def _teardown(self) -> None:
         errors: list[BaseException] = []
-        if self.uplink is not None:
-            from .uplink import restore
-
-            restore(self.uplink)
-            self.uplink = None
-        owned_containers: list[ContainerNode] = []
-        retired: list[tuple[ContainerNode, list[int]]] = []
-        # Interfaces we put into namespaces we do not own must go explicitly.
-        # They are taken out of service now (down, renamed, so their names
-        # are free for the next test) and deleted by the janitor.
-        for node in reversed(self._order):
-            if isinstance(node, ContainerNode) and not node.owned:
-                indexes: list[int] = []
-                for iface in reversed(node.interfaces):
-                    try:
-                        idx = node.netlink.retire(iface.ifname, self.session.ifname("x"),
-                                                  iface.ip, iface.prefixlen)
-                        if idx is not None:
-                            indexes.append(idx)
-                    except BaseException as exc:
-                        errors.append(exc)
-                retired.append((node, indexes))
-        for node in reversed(self._order):
+        work = janitor()
+        for link in reversed(self.links):
             try:
-                if isinstance(node, NamespaceNode):
-                    node.remove()
-                elif isinstance(node, ContainerNode) and node.owned:
-                    owned_containers.append(node)
+                link.teardown(self, work)
             except BaseException as exc:
                 errors.append(exc)
-        if owned_containers:
-            from .containers import remove_nodes
-
-            janitor().defer(lambda: remove_nodes(owned_containers))
-        for ifname in self.host_links:
-            # their peers may live in a namespace that is already being reaped;
-            # deleting is still needed when the peer sits in an attached container
-            janitor().delete_host_link(ifname)
-        for node, indexes in retired:
-            # usually gone already: deleting the host end took its peer along
-            janitor().defer(functools.partial(_delete_retired, node, indexes))
+        host().remove_interfaces(self.host_interfaces)
+        for node in reversed(self._order):
+            try:
+                node.remove(work.defer)
+            except BaseException as exc:
+                errors.append(exc)
         # the subnets are free again once their links are gone
-        janitor().defer(functools.partial(release, self._reserved))
+        work.defer(functools.partial(release, self._reserved))
         if errors:
             raise errors[0]
 
@@ -159,22 +171,6 @@ class Topology:
         return f"<Topology {self.label} {state} nodes={self.members()}>"
 
 
-def _delete_retired(node: ContainerNode, indexes: list[int]) -> None:
-    """Delete the links `retire()` took out of service, then let go of the namespace."""
-    try:
-        for idx in indexes:
-            node.netlink.delete_link(idx)
-    finally:
-        node.release()
+def _name(x: Node | str) -> str:
+    return x.name if isinstance(x, Node) else str(x)
 
-
-def live_topologies() -> list[Topology]:
-    """Topologies built in this process, not yet closed, and not kept for debugging."""
-    with _LIVE_LOCK:
-        return [t for t in _LIVE if not t.kept]
-
-
-def kept_topologies() -> list[Topology]:
-    """Topologies left up on purpose (--netns-keep); they outlive the process."""
-    with _LIVE_LOCK:
-        return [t for t in _LIVE if t.kept]

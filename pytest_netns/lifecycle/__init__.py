@@ -1,0 +1,6 @@
+"""The lifecycle layer: a session's start and end, crash recovery, the choice of backend.
+
+`hooks` starts and ends a session; `watchdog` outlives a killed pytest and
+cleans up after it; `reaper` sweeps what dead sessions left; `backend`
+chooses Docker or bare namespaces.
+"""

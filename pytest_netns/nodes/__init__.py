@@ -1,0 +1,6 @@
+"""The node layer: what a topology connects, one network namespace each.
+
+`base` states the contract every node keeps; `namespace`, `host` and
+`container` are its three kinds; `process` runs commands inside them;
+`engine` and `images` are the Docker side.
+"""

@@ -1,0 +1,178 @@
+"""Describing a topology and its probes in aligned text, for failure reports.
+
+When a networked test fails the first question is what the network looked
+like, so the report shows every node's interfaces, addresses and routes as
+the kernel holds them at that moment (or, for a topology already closed,
+what was built), the switches and routers, and every probe with its outcome.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..kernel.rtnl import RT_TABLE_MAIN, RTN_UNICAST, RouteInfo
+from ..topology.spec import HOST, Role, SegmentKind
+
+if TYPE_CHECKING:
+    from ..nodes.base import Node
+    from ..probes.result import ProbeResult
+    from ..topology.topology import Topology
+
+MAX_PROBE_LINES = 40
+
+
+def _align(rows: list[list[str]], indent: str = "  ") -> list[str]:
+    """Pad columns to a common width; the last cell of a short row is free text."""
+    ncols = max(len(r) for r in rows)
+    widths = [0] * ncols
+    for row in rows:
+        fixed = row if len(row) == ncols else row[:-1]
+        for i, cell in enumerate(fixed):
+            widths[i] = max(widths[i], len(cell))
+    out = []
+    for row in rows:
+        cells = [c.ljust(widths[i]) for i, c in enumerate(row)]
+        out.append((indent + "  ".join(cells)).rstrip())
+    return out
+
+
+def _segment_note(topo: Topology, node: str, ifname: str) -> str:
+    """What an interface is attached to, in a few words."""
+    for seg in topo.segments.values():
+        mine = [m for m in seg.members if m.node == node and m.ifname == ifname]
+        if not mine:
+            continue
+        if seg.kind == SegmentKind.SWITCH:
+            return f"{seg.name} (switch)"
+        if seg.kind == SegmentKind.STUB:
+            return f"{seg.name} (guest-only {seg.detail})"
+        others = [f"{m.node}:{m.ifname}" for m in seg.members if m.node != node]
+        return f"{seg.name} to {', '.join(others)}"
+    return "-"
+
+
+def node_kind(topo: Topology, name: str, node: Node) -> str:
+    """How a report names what a node is: its role, or the backend that made it."""
+    role = topo.roles.get(name, Role.NODE)
+    if role != Role.NODE:
+        return str(role)
+    if node.container is not None:
+        return f"container {str(getattr(node.container, 'short_id', ''))[:12]}".strip()
+    return "netns"
+
+
+def _format_route(route: RouteInfo, names: dict[int, str]) -> str:
+    dst = "default" if route.is_default else route.dst
+    via = f" via {route.gateway}" if route.gateway else ""
+    dev = f" dev {names.get(route.oif, route.oif)}" if route.oif else ""
+    return f"{dst}{via}{dev}"
+
+
+def _live_rows(topo: Topology, name: str, node: Node) -> list[list[str]]:
+    """The node as the kernel sees it now: interfaces, addresses, state, routes."""
+    kind = node_kind(topo, name, node)
+    try:
+        links = node.netlink.links()
+        addrs = node.netlink.addresses()
+        routes = node.netlink.routes()
+    except Exception as exc:  # the namespace may be gone (closed early, or broken)
+        return [[name, kind, "-", f"(cannot read: {type(exc).__name__}: {exc})"]]
+    names = {ln.index: ln.ifname for ln in links}
+    by_index: dict[int, list[str]] = {}
+    for a in addrs:
+        if not a.address.startswith("fe80:"):  # link-local: every interface has one
+            by_index.setdefault(a.index, []).append(f"{a.address}/{a.prefixlen}")
+    rows: list[list[str]] = []
+    for ln in links:
+        if ln.ifname == "lo":
+            continue
+        ifname = ln.ifname
+        address = ",".join(by_index.get(ln.index, [])) or "-"
+        state = "up" if ln.up else "DOWN"
+        first = not rows
+        rows.append([name if first else "", kind if first else "", ifname, address, state,
+                     _segment_note(topo, name, ifname)])
+    if not rows:
+        rows.append([name, kind, "-", "(no interface besides lo)", "", ""])
+    table = [r for r in routes if r.table == RT_TABLE_MAIN and r.type == RTN_UNICAST]
+    if table:
+        text = "; ".join(_format_route(r, names) for r in table)
+        rows.append(["", "", "routes", text])
+    else:
+        rows.append(["", "", "routes", "(none)"])
+    return rows
+
+
+def _static_rows(topo: Topology, name: str, node: Node) -> list[list[str]]:
+    """What the topology built, for a topology that is no longer up."""
+    kind = node_kind(topo, name, node)
+    rows = []
+    for i, iface in enumerate(node.interfaces):
+        rows.append([name if i == 0 else "", kind if i == 0 else "", iface.ifname,
+                     f"{iface.ip}/{iface.prefixlen}" if iface.ip else "-", "closed",
+                     _segment_note(topo, name, iface.ifname)])
+    return rows or [[name, kind, "-", "-", "closed", ""]]
+
+
+def describe_topology(topo: Topology) -> list[str]:
+    """An aligned table of the topology's nodes, routers, switches and host links."""
+    state = "closed before the failure" if topo.closed else "up"
+    if topo.kept:
+        state = "kept"
+    head = f"topology {topo.label} ({state}; {len(topo.members())} nodes, built in "
+    head += f"{topo.build_seconds * 1000:.0f} ms)"
+    rows: list[list[str]] = [["NODE", "KIND", "IFACE", "ADDRESS", "STATE", "LINK"]]
+    order = sorted(topo.members(),
+                   key=lambda n: (topo.roles[n] != Role.NODE, list(topo.nodes).index(n)))
+    for name in order:
+        node = topo.nodes[name]
+        rows += _static_rows(topo, name, node) if topo.closed else _live_rows(topo, name, node)
+        if topo.roles[name] == Role.ROUTER and topo.nat_tool:
+            rows.append(["", "", "nat", f"masquerades its upstream link ({topo.nat_tool})"])
+    for seg in topo.segments.values():
+        if seg.kind == SegmentKind.SWITCH:
+            ports = " ".join(f"{m}:{i}={ip}" for m, i, ip in seg.members)
+            rows.append([seg.name, "switch", seg.detail or "br0", str(seg.subnet), "",
+                         f"ports {ports}"])
+    for seg in topo.segments.values():
+        for member, ifname, ip in seg.members:
+            if member == HOST:
+                peers = [f"{m}:{i}" for m, i, _ in seg.members if m != HOST]
+                rows.append(["host", "root netns", ifname, f"{ip}/{seg.subnet.prefixlen}", "",
+                             f"{seg.name} to {', '.join(peers)}"])
+    return [head, *_align(rows)]
+
+
+def enter_commands(topo: Topology) -> list[tuple[str, str]]:
+    """How to get a shell in each node, switch and router of `topo`."""
+    out = []
+    for name, role in topo.roles.items():
+        if role == Role.HIDDEN:
+            continue
+        node = topo.nodes[name]
+        if node.container is not None:
+            ctr = node.container
+            ident = str(getattr(ctr, "short_id", "") or getattr(ctr, "id", ""))
+            out.append((name, f"docker exec -it {ident} sh"))
+        else:
+            out.append((name, f"nsenter --net={node.netns}"))
+    return out
+
+
+def _probe_line(probe: ProbeResult) -> str:
+    return f"{'ok  ' if probe.ok else 'FAIL'}  {probe}"
+
+
+def describe_probes(probes: list[ProbeResult]) -> list[str]:
+    if not probes:
+        return ["probes: none sent during the test"]
+    lines = [f"probes ({len(probes)} sent, {sum(1 for p in probes if not p.ok)} failed)"]
+    shown = probes
+    if len(probes) > MAX_PROBE_LINES:
+        failed = [p for p in probes if not p.ok]
+        shown = failed[-MAX_PROBE_LINES:]
+        lines.append(f"  ({len(probes) - len(shown)} more not shown; every failed one is)")
+    lines += ["  " + _probe_line(p) for p in shown]
+    return lines
+
+

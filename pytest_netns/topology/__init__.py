@@ -1,0 +1,8 @@
+"""The topology layer: describe a network, plan it, build it, use it, close it.
+
+`spec` and `builder` describe; `addresses` and `subnets` check and allocate;
+`plan` decides every address before anything exists; `construct` creates
+what the plan says, one `links` object per link; `topology` is the result,
+`segments` what it holds; `recipes` are the four fixtures of the article;
+`registry` counts what this process has up.
+"""

@@ -1,0 +1,52 @@
+"""What the `make_*` fixtures are, as types a test can annotate.
+
+Each factory fixture returns a callable; these Protocols state its keyword
+arguments and what it returns, so that `def test_x(make_bridged_pair:
+BridgedPairFactory)` is checked by mypy and completed by an editor. They
+describe calls only; the plugin provides the objects.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from .builder import TopologyBuilder
+from .recipes import BridgedPair, HostOnlyLink, IsolatedContainer, NatUplink
+
+
+class TopologyFactory(Protocol):
+    """`make_topology(...)`: a new builder; what it builds is closed when the test ends."""
+
+    def __call__(self, *, backend: str | None = None, image: str | None = None,
+                 command: list[str] | str | None = None, verify: bool = True,
+                 label: str = "topology") -> TopologyBuilder: ...
+
+
+class IsolatedContainerFactory(Protocol):
+    def __call__(self, *, image: str | None = None, command: list[str] | str | None = None,
+                 backend: str | None = None, verify: bool = True, ip: str = "172.16.0.10",
+                 prefixlen: int = 24, iface: str = "eth1", kind: str | None = None,
+                 container: Any = None) -> IsolatedContainer: ...
+
+
+class HostOnlyLinkFactory(Protocol):
+    def __call__(self, *, image: str | None = None, command: list[str] | str | None = None,
+                 backend: str | None = None, verify: bool = True, subnet: str | None = None,
+                 iface: str = "eth1", host_iface: str | None = None,
+                 node_ip: str | None = None, host_ip: str | None = None,
+                 container: Any = None) -> HostOnlyLink: ...
+
+
+class BridgedPairFactory(Protocol):
+    def __call__(self, *, image: str | None = None, command: list[str] | str | None = None,
+                 backend: str | None = None, verify: bool = True, subnet: str | None = None,
+                 a_ip: str | None = None, b_ip: str | None = None,
+                 iface: str = "eth1") -> BridgedPair: ...
+
+
+class NatUplinkFactory(Protocol):
+    def __call__(self, *, image: str | None = None, command: list[str] | str | None = None,
+                 backend: str | None = None, verify: bool = True, subnet: str | None = None,
+                 upstream_subnet: str | None = None, node_ip: str | None = None,
+                 iface: str = "eth1", container: Any = None,
+                 real_uplink: bool = False) -> NatUplink: ...

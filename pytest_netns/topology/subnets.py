@@ -1,0 +1,144 @@
+"""Allocating subnets nobody else uses, across every pytest-netns process of the host.
+
+Subnets are reserved in a file shared by every pytest-netns process on the
+host (xdist workers included) under an exclusive lock, and each reservation
+is checked against the host's routes at allocation time, so two topologies
+never collide with each other or with the host's own networks. A
+reservation of a process that is gone is free again.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import ipaddress
+import json
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+
+from ..errors import SubnetExhaustedError, SubnetOverlapError
+from ..ownership import STATE_DIR, process_alive
+from .addresses import host_networks
+from .spec import Network
+
+RESERVATIONS = os.path.join(STATE_DIR, "subnets.json")
+# Pool for automatic subnets: 10.64.0.0/10 is far from Docker's defaults
+# (172.17-31/16, 192.168/16) and from typical VPN and cloud ranges.
+DEFAULT_POOL = ipaddress.IPv4Network("10.64.0.0/10")
+
+
+@contextmanager
+def _locked_reservations(
+    freed: list[str] | None = None,
+) -> Iterator[dict[str, dict[str, object]]]:
+    os.makedirs(STATE_DIR, exist_ok=True)
+    with open(RESERVATIONS + ".lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            try:
+                with open(RESERVATIONS) as f:
+                    table: dict[str, dict[str, object]] = json.load(f)
+            except (FileNotFoundError, json.JSONDecodeError):
+                table = {}
+            # a reservation of a process that is gone is free again
+            live = {k: v for k, v in table.items() if process_alive(int(str(v.get("pid", 0))))}
+            if freed is not None:
+                freed += [f"{k} ({v.get('owner')}, pid {v.get('pid')})"
+                          for k, v in table.items() if k not in live]
+            table = live
+            yield table
+            tmp = RESERVATIONS + f".{os.getpid()}"
+            with open(tmp, "w") as f:
+                json.dump(table, f)
+            os.replace(tmp, RESERVATIONS)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def release_dead() -> list[str]:
+    """Free every reservation whose process is gone; describe each one freed."""
+    freed: list[str] = []
+    with _locked_reservations(freed):
+        pass
+    return freed
+
+
+def reserve(
+    prefixlens: Sequence[int],
+    owner: str,
+    explicit: Iterable[Network] = (),
+    pool: Network = DEFAULT_POOL,
+    avoid: Iterable[Network] = (),
+) -> list[Network]:
+    """Reserve one free subnet per prefix length in `prefixlens` (plus the `explicit` ones).
+
+    An explicit subnet that another live topology holds raises
+    SubnetOverlapError; the automatic ones skip every reserved subnet, every
+    host route, and `avoid` (the topology's own explicit subnets that need
+    no reservation because they never reach the host). They come back in
+    the order asked for.
+    """
+    explicit = list(explicit)
+    host = host_networks()
+    with _locked_reservations() as table:
+        taken = [ipaddress.IPv4Network(k) for k in table]
+        for net in explicit:
+            for other in taken:
+                if net.overlaps(other):
+                    raise SubnetOverlapError(
+                        f"subnet {net} overlaps {other}, which another live topology "
+                        f"({table[str(other)].get('owner')}) holds: pick another subnet"
+                    )
+        chosen: list[Network] = []
+        blocked = taken + host + explicit + list(avoid)
+        for prefixlen in prefixlens:
+            found = next((cand for cand in pool.subnets(new_prefix=prefixlen)
+                          if not any(cand.overlaps(b) for b in blocked)), None)
+            if found is None:
+                raise SubnetExhaustedError(
+                    f"no free /{prefixlen} subnet left in {pool} ({len(taken)} reserved): "
+                    "close topologies you no longer need, or run `pytest-netns cleanup`"
+                )
+            chosen.append(found)
+            blocked.append(found)
+        for net in chosen + explicit:
+            table[str(net)] = {"pid": os.getpid(), "owner": owner}
+        return chosen
+
+
+def prefixlen_for(hosts: int, longest: int = 24) -> int:
+    """The longest prefix (at most /`longest`) with room for `hosts` host addresses."""
+    prefixlen = longest
+    while prefixlen > 8 and 2 ** (32 - prefixlen) - 2 < hosts:
+        prefixlen -= 1
+    return prefixlen
+
+
+def live_reservations() -> dict[Network, str]:
+    """Subnets that live pytest-netns processes hold, with their owners (read-only)."""
+    try:
+        with open(RESERVATIONS) as f:  # replaced atomically, so no lock is needed to read
+            table: dict[str, dict[str, object]] = json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return {ipaddress.IPv4Network(k): str(v.get("owner")) for k, v in table.items()
+            if process_alive(int(str(v.get("pid", 0))))}
+
+
+def free_subnet_count(prefixlen: int = 24, pool: Network = DEFAULT_POOL) -> tuple[int, int]:
+    """(free, total): how many /prefixlen subnets of the pool an allocation could take now."""
+    blocked = [n for n in [*host_networks(), *live_reservations()] if n.overlaps(pool)]
+    total = 2 ** (prefixlen - pool.prefixlen)
+    free = sum(1 for cand in pool.subnets(new_prefix=prefixlen)
+               if not any(cand.overlaps(b) for b in blocked))
+    return free, total
+
+
+def release(nets: Iterable[Network]) -> None:
+    """Give reserved subnets back to the pool."""
+    keys = [str(n) for n in nets]
+    if not keys:
+        return
+    with _locked_reservations() as table:
+        for key in keys:
+            table.pop(key, None)
