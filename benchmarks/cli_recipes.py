@@ -1,4 +1,4 @@
-"""The seed's manual recipes, as the subprocess calls a user would script.
+"""The manual recipes of the article ("Advanced Docker networking"), as a user scripts them.
 
 These are the "theirs" side of the comparisons: `ip link add ... type veth`,
 `ip link set ... netns`, then `ip netns exec` to rename, address and bring
@@ -20,9 +20,9 @@ def ip(*args: str) -> None:
 
 
 def host_only_link(tag: str, pid: int, n: int, subnet: str) -> None:
-    """The seed's host-only recipe against the running container whose init is `pid`.
+    """The article's host-only recipe against the running container whose init is `pid`.
 
-    Like the seed, the container's namespace is named for `ip netns` with a
+    Like the article, the container's namespace is named for `ip netns` with a
     /run/netns symlink to /proc/<pid>/ns/net; the symlink is removed again.
     Setup and teardown are both part of the call.
     """
@@ -48,7 +48,7 @@ def host_only_link(tag: str, pid: int, n: int, subnet: str) -> None:
 def namespace_pair(tag: str, n: int, subnet: str) -> None:
     """Two `ip netns add` namespaces on a bridge, set up and torn down.
 
-    The seed put its bridge in the root namespace; on a host running Docker
+    The article put its bridge in the root namespace; on a host running Docker
     (FORWARD DROP with br_netfilter) that pair cannot talk, so this working
     variant keeps the bridge in a third namespace, as pytest-netns does.
     """

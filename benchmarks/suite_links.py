@@ -1,7 +1,7 @@
 """host_only_link and bridged_pair, side by side with the manual ways of making them.
 
 - host_only_link against an already running container (container start
-  excluded): ours vs the seed's `ip` CLI recipe vs Docker's network API;
+  excluded): ours vs the article's `ip` CLI recipe vs Docker's network API;
 - bridged_pair on bare namespaces: ours vs the `ip netns` CLI recipe;
 - bridged_pair with containers: ours vs a user-defined Docker bridge network
   with two containers on it.
@@ -62,7 +62,7 @@ def _back_to_back(make: Any, rounds: int) -> tuple[Sample, float]:
 
 
 def host_only(ctx: Context) -> None:
-    """host_only_link against a running container: ours, the seed's CLI, Docker's API."""
+    """host_only_link against a running container: ours, the article's CLI recipe, Docker's API."""
     from pytest_netns.topology import recipes
     from pytest_netns.topology.builder import TopologyBuilder
 
@@ -92,17 +92,17 @@ def host_only(ctx: Context) -> None:
         )
         ours, cli, dock = samples["ours"], samples["cli"], samples["docker"]
         drained.times = drained.times[-len(ours.times):]
-        ctx.add(compare(group, "setup+close vs seed's `ip` CLI recipe", ours, cli, 10))
+        ctx.add(compare(group, "setup+close vs the article's `ip` CLI recipe", ours, cli, 10))
         ctx.add(compare(group, "setup+close vs Docker network create/connect/"
                         "disconnect/remove", ours, dock, 40))
         ctx.add(compare(group, "setup+close, container given by id (one docker inspect) vs "
-                        "seed's `ip` CLI recipe", samples["by_id"], cli, None,
+                        "the article's `ip` CLI recipe", samples["by_id"], cli, None,
                         note="a Container object whose cached state is current needs no "
                         "inspect: /proc/<pid>/cgroup proves it"))
         ctx.add(Row(group, "deferred to the janitor (veth delete), per topology",
                     fmt_s(drained.median), note="runs off the test's path"))
         total = Sample([a + b for a, b in zip(ours.times, drained.times, strict=True)])
-        ctx.add(compare(group, "setup+close+deferred vs seed's `ip` CLI recipe", total, cli,
+        ctx.add(compare(group, "setup+close+deferred vs the article's `ip` CLI recipe", total, cli,
                         None, note="for honesty: the deferred work counted in"))
         piped, final_drain = _back_to_back(make, ctx.rounds)
         ctx.add(Row(group, "back to back, janitor running alongside (as in a test run)",

@@ -1,4 +1,4 @@
-"""The seed's first scenario: a container with a guest-only NIC and no way out.
+"""The article's first scenario: a container with a guest-only NIC and no way out.
 
 Useful to prove an app degrades gracefully with no network at all.
 """

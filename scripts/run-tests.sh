@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Set up (including a Docker engine), then run the whole test suite on both
-# backends, and the examples on both backends. Docker-backed tests are
+# Set up (including a Docker engine), then run the whole test suite: the unit
+# tests (no privileges), then the rest on both backends, then the examples on
+# both backends. Docker-backed tests are
 # required here: with PYTEST_NETNS_REQUIRE_DOCKER=1 a missing engine fails
 # them instead of skipping them. Extra arguments go to every pytest run.
 set -euo pipefail
@@ -10,6 +11,8 @@ export PYTEST_NETNS_REQUIRE_DOCKER=1
 py=.venv/bin/python
 $py -m ruff check pytest_netns tests examples benchmarks
 $py -m mypy
-$py -m pytest tests -n 2 "$@"
+# pure logic first, with every capability dropped: a logic error fails in seconds
+setpriv --inh-caps=-all --bounding-set=-all $py -m pytest tests/unit -p no:xdist -p no:cacheprovider -q "$@"
+$py -m pytest tests -n 2 --ignore=tests/unit "$@"
 $py -m pytest examples --netns-backend=docker "$@"
 $py -m pytest examples --netns-backend=namespace -m "not netns_docker" "$@"

@@ -6,6 +6,7 @@ Checks go through busybox inside the nodes and iproute2 on the host
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -200,3 +201,18 @@ def test_the_same_container_can_be_attached_again_right_after_close(
     assert janitor().drain() == []
     pid = user_container.attrs["State"]["Pid"]
     assert [ln["ifname"] for ln in iproute_json(f"/proc/{pid}/ns/net", "link")] == ["lo"]
+
+
+def test_debug_log_shows_what_was_built_and_removed(
+    make_topology: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="pytest_netns")
+    t = make_topology(verify=False)
+    a, b = t.node("a"), t.node("b")
+    t.connect(a, b)
+    net = t.build()
+    net.close()
+    said = "\n".join(r.getMessage() for r in caplog.records)
+    assert "create veth eth1<->eth1" in said
+    assert "configure eth1 with 10." in said
+    assert f"closed {net.label}" in said

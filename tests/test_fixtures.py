@@ -1,4 +1,4 @@
-"""The four seed topologies, checked with tools that are not pytest-netns.
+"""The four topologies of the article, checked with tools that are not pytest-netns.
 
 Each test runs on both backends (see conftest.py). Checks go through busybox
 inside the node and iproute2 on the host (tests/netcheck.py), both

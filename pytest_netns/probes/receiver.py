@@ -71,7 +71,7 @@ class Receiver:
     """One daemon thread that reads every probe socket as data arrives."""
 
     def __init__(self) -> None:
-        self._selector = selectors.EpollSelector()
+        self._selector: selectors.EpollSelector | None = None  # opened with the first socket
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.errors: list[str] = []  # unexpected handler failures, newest last
@@ -79,6 +79,8 @@ class Receiver:
 
     def register(self, sock: socket.socket, handler: Callable[[socket.socket], None]) -> None:
         with self._lock:
+            if self._selector is None:
+                self._selector = selectors.EpollSelector()
             self._selector.register(sock, selectors.EVENT_READ, handler)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="netns-probes",
@@ -87,9 +89,11 @@ class Receiver:
 
     def unregister(self, sock: socket.socket) -> None:
         with self._lock, contextlib.suppress(KeyError, ValueError):
-            self._selector.unregister(sock)
+            if self._selector is not None:
+                self._selector.unregister(sock)
 
     def _run(self) -> None:
+        assert self._selector is not None  # the thread starts with the first socket
         while True:
             for key, _ in self._selector.select(timeout=5.0):
                 try:

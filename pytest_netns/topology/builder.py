@@ -82,8 +82,7 @@ class TopologyBuilder:
         self.backend = backend
         self.image = image
         self.command = command
-        require_privileges()  # one clear error before any file or namespace is made
-        self.session = session or current_session()
+        self._session = session
         self.verify = verify
         self.label = label
         self.listener = listener
@@ -92,6 +91,13 @@ class TopologyBuilder:
         self._routes: list[RouteSpec] = []
         self._expect: list[Expectation] = []
         self._built = False
+
+    @property
+    def session(self) -> Session:
+        """Who owns what this builds (the process's session unless one was given)."""
+        if self._session is None:
+            self._session = current_session()
+        return self._session
 
     # -- description ------------------------------------------------------
 
@@ -280,6 +286,7 @@ class TopologyBuilder:
         Nothing is created; `build()` does this first. The reservation lasts
         until the plan's topology closes, or `Plan.release()`.
         """
+        require_privileges()  # one clear error before any file or namespace is made
         return make_plan(self.label, f"{self.session.id}:{self.label}", self._nodes,
                          list(self._segments.values()), self._routes, self._expect)
 

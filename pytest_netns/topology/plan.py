@@ -81,14 +81,14 @@ def make_plan(
     expectations: Sequence[Expectation] = (),
 ) -> Plan:
     """Check everything, reserve subnets, and assign every address."""
-    explicit_ifnames = _check_ifnames(segments)
-    for seg in segments:
-        if not seg.endpoints:
-            raise InvalidTopologyError(f"switch {seg.name!r} has no members: connect a node")
-        if seg.kind != SegmentKind.STUB and seg.subnet is not None:
-            check_segment_subnet(seg.subnet, seg.touches_host)
-            parse_subnet(seg.subnet, hosts_needed=len(seg.endpoints))
-    _check_disjoint(segments)
+    explicit_ifnames = check_description(segments)
+    taken = host().netlink.existing(set(explicit_ifnames.get(HOST, ())))
+    if taken:
+        raise InterfaceNameError(
+            f"interface {sorted(taken)[0]!r} already exists in the host's namespace: "
+            "pick another host-side name, or leave it out and pytest-netns will choose "
+            "a free one"
+        )
     explicit_host = [s.subnet for s in segments if s.subnet is not None and s.touches_host]
     if explicit_host:
         host_nets = host_networks()
@@ -103,11 +103,7 @@ def make_plan(
     )
     reserved = (*chosen, *explicit_host)
     try:
-        subnets = dict(zip((s.name for s in auto), chosen, strict=True))
-        planned = tuple(
-            _address(seg, seg.subnet if seg.subnet is not None else subnets[seg.name], nodes)
-            for seg in segments
-        )
+        planned = assign(segments, nodes, dict(zip((s.name for s in auto), chosen, strict=True)))
     except BaseException:
         release(reserved)
         raise
@@ -115,8 +111,28 @@ def make_plan(
                 reserved, explicit_ifnames)
 
 
+def check_description(segments: Sequence[SegmentSpec]) -> dict[str, frozenset[str]]:
+    """Everything that can be checked without the kernel; return the explicit ifnames."""
+    explicit_ifnames = _check_ifnames(segments)
+    for seg in segments:
+        if not seg.endpoints:
+            raise InvalidTopologyError(f"switch {seg.name!r} has no members: connect a node")
+        if seg.kind != SegmentKind.STUB and seg.subnet is not None:
+            check_segment_subnet(seg.subnet, seg.touches_host)
+            parse_subnet(seg.subnet, hosts_needed=len(seg.endpoints))
+    _check_disjoint(segments)
+    return explicit_ifnames
+
+
+def assign(segments: Sequence[SegmentSpec], nodes: Mapping[str, NodeSpec],
+           subnets: Mapping[str, Network]) -> tuple[PlannedSegment, ...]:
+    """Every end's address; `subnets` holds those chosen for segments that had none."""
+    return tuple(_address(seg, seg.subnet if seg.subnet is not None else subnets[seg.name], nodes)
+                 for seg in segments)
+
+
 def _check_ifnames(segments: Sequence[SegmentSpec]) -> dict[str, frozenset[str]]:
-    """Explicit interface names: one per node, and none the host already has."""
+    """Explicit interface names: one per node."""
     explicit: dict[str, set[str]] = {}
     for seg in segments:
         for e in seg.endpoints:
@@ -129,13 +145,6 @@ def _check_ifnames(segments: Sequence[SegmentSpec]) -> dict[str, frozenset[str]]
                     "topology: give each of its interfaces its own name, or leave iface out"
                 )
             names.add(e.ifname)
-    taken = host().netlink.existing(explicit.get(HOST, set()))
-    if taken:
-        raise InterfaceNameError(
-            f"interface {sorted(taken)[0]!r} already exists in the host's namespace: "
-            "pick another host-side name, or leave it out and pytest-netns will choose "
-            "a free one"
-        )
     return {node: frozenset(names) for node, names in explicit.items()}
 
 
