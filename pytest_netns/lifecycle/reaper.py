@@ -232,13 +232,11 @@ def _docker() -> docker.DockerClient | None:
     """
     if not os.environ.get("DOCKER_HOST") and not os.path.exists("/var/run/docker.sock"):
         return None
-    from ..nodes.engine import engine_available
+    from ..nodes.engine import connect, engine_available
 
     if not engine_available():
         return None
-    import docker
-
-    return docker.from_env(timeout=DOCKER_TIMEOUT)
+    return connect(timeout=DOCKER_TIMEOUT)
 
 
 def _container_name(attrs: dict[str, Any]) -> str:

@@ -23,11 +23,25 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-@functools.lru_cache(maxsize=1)
-def _client() -> docker.DockerClient:
+def connect(timeout: int) -> docker.DockerClient:
+    """A client of the engine that DOCKER_HOST (or the default socket) names.
+
+    Its requests never consult the environment again (proxies, netrc): the
+    client is used from background threads (container removal), and reading
+    `os.environ` there races with pytest, which adds and removes
+    PYTEST_CURRENT_TEST around every test phase (seen: a KeyError in a
+    removal).
+    """
     import docker
 
-    return docker.from_env(timeout=60)
+    client = docker.from_env(timeout=timeout)
+    client.api.trust_env = False
+    return client
+
+
+@functools.lru_cache(maxsize=1)
+def _client() -> docker.DockerClient:
+    return connect(timeout=60)
 
 
 def docker_client() -> docker.DockerClient:
@@ -44,9 +58,7 @@ def docker_client() -> docker.DockerClient:
 def engine_available() -> bool:
     """True when a Docker engine answers a ping (checked once per process)."""
     try:
-        import docker
-
-        probe = docker.from_env(timeout=3)
+        probe = connect(timeout=3)
         probe.ping()
         probe.close()
         return True
