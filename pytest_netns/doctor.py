@@ -2,9 +2,10 @@
 
 Every kernel feature is tried for real rather than looked up: a driver may
 be built in, autoloaded on first use, or blocked, and module lists cannot
-tell these apart. The tries happen in a throwaway namespace that nothing
-pins (it vanishes with its thread, even if the doctor is killed half-way),
-never in the host's namespace, whose firewall and links are only read.
+tell these apart. The tries happen in a throwaway namespace that only a
+descriptor of the doctor's pins (it vanishes with it, even if the doctor is
+killed half-way), never in the host's namespace, whose firewall and links
+are only read.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from importlib import metadata
 
 from .errors import NetnsError
 from .kernel.netlink import Netlink
-from .kernel.netns import NETNS_RUN_DIR, NetnsThread
+from .kernel.netns import NETNS_RUN_DIR, Netns
 from .kernel.privileges import missing_privileges
 from .ownership import STATE_DIR
 
@@ -102,7 +103,7 @@ def _try(fn: Callable[[], object]) -> str | None:
     return None
 
 
-def _netem(thread: NetnsThread, ifname: str) -> None:
+def _netem(netns: Netns, ifname: str) -> None:
     def run() -> None:
         from pyroute2 import IPRoute
         from pyroute2.netlink.exceptions import NetlinkError
@@ -113,24 +114,22 @@ def _netem(thread: NetnsThread, ifname: str) -> None:
             except NetlinkError as exc:
                 raise OSError(exc.code, f"tc qdisc add netem: {os.strerror(exc.code)}") from None
 
-    thread.call(run)
+    netns.call(run)
 
 
 def check_kernel() -> list[Check]:
     """Drivers, netem and NAT, each tried inside one unpinned namespace."""
     try:
-        thread = NetnsThread.anonymous("pytest-netns doctor")
+        netns = Netns.anonymous("pytest-netns doctor")
     except (NetnsError, OSError) as exc:
         return [Check("network namespaces", MISSING, f"cannot create one: {exc}", blocking=True)]
-    nl = Netlink(thread)
     try:
-        return _kernel_checks(thread, nl)
+        return _kernel_checks(netns, Netlink(netns))
     finally:
-        nl.close()
-        thread.stop()
+        netns.close()
 
 
-def _kernel_checks(thread: NetnsThread, nl: Netlink) -> list[Check]:
+def _kernel_checks(netns: Netns, nl: Netlink) -> list[Check]:
     from .kernel.nat import enable_masquerade
 
     checks = [Check("network namespaces", OK, "unshare(CLONE_NEWNET) works", blocking=True)]
@@ -156,12 +155,12 @@ def _kernel_checks(thread: NetnsThread, nl: Netlink) -> list[Check]:
     if veth is not None:
         return [*checks, *(Check(n, UNCHECKED, "needs a veth to try it on")
                            for n in ("netem", "nftables"))]
-    netem = _try(lambda: _netem(thread, "dr-veth0"))
+    netem = _try(lambda: _netem(netns, "dr-veth0"))
     checks.append(Check("netem", OK, "latency/loss shaping works") if netem is None else
                   Check("netem", MISSING, "latency/loss shaping unavailable; tests that need it "
                         "are skipped (load sch_netem, e.g. from linux-modules-extra)"))
     tool: list[str] = []
-    nat = _try(lambda: tool.append(enable_masquerade(thread.run, "pytest_netns_doctor",
+    nat = _try(lambda: tool.append(enable_masquerade(netns.run, "pytest_netns_doctor",
                                                      "dr-veth0")))
     if nat is None and tool == ["nftables"]:
         checks.append(Check("nftables", OK, "masquerade works in a router namespace (nat_uplink)"))

@@ -34,7 +34,7 @@ from netcheck import iproute_json
 
 from conftest import need_docker
 from pytest_netns import ownership
-from pytest_netns.kernel.netns import NETNS_RUN_DIR, create_named_netns, host_netns_fd
+from pytest_netns.kernel.netns import NETNS_RUN_DIR, Netns, create_named_netns
 from pytest_netns.lifecycle import hooks, reaper
 from pytest_netns.nodes.engine import remove_container
 from pytest_netns.nodes.host import host
@@ -323,12 +323,13 @@ class Leftovers:
 
     def __init__(self, session: Session, docker: bool, attached: Any) -> None:
         self.session = session
-        self.netns, thread = create_named_netns(session.netns_name("node"))
+        handle = create_named_netns(session.netns_name("node"))
+        assert handle.path is not None
+        self.netns = handle.path
         # a process left running inside it, as a crashed session's server would be
-        self.server = thread.call(subprocess.Popen, ["sleep", "600"])
-        thread.stop()
+        self.server = handle.popen(["sleep", "600"])
         self.link = session.ifname("t")
-        host().netlink.add_veth(self.link, self.link + "p", host_netns_fd(), alias=session.alias)
+        host().netlink.add_veth(self.link, self.link + "p", Netns.host(), alias=session.alias)
         self.container = None
         self.attached_link = None
         if docker:
@@ -346,15 +347,8 @@ class Leftovers:
     @staticmethod
     def _in_container(ctr: Any, fn: Any) -> Any:
         from pytest_netns.kernel.netlink import Netlink
-        from pytest_netns.kernel.netns import NetnsThread
 
-        thread = NetnsThread.entering(f"/proc/{ctr.attrs['State']['Pid']}/ns/net")
-        netlink = Netlink(thread)
-        try:
-            return fn(netlink)
-        finally:
-            netlink.close()
-            thread.stop()
+        return fn(Netlink(Netns.entering(f"/proc/{ctr.attrs['State']['Pid']}/ns/net")))
 
     def present(self) -> dict[str, bool]:
         out = {
@@ -469,8 +463,8 @@ def test_a_reused_pid_does_not_keep_a_dead_session_alive() -> None:
     os.makedirs(SESSIONS_DIR, exist_ok=True)
     with open(os.path.join(SESSIONS_DIR, other.id), "w") as f:
         f.write(f"{other.pid} {(process_start(other.pid) or 2) - 1}")
-    path, thread = create_named_netns(other.netns_name("node"))
-    thread.stop()
+    path = create_named_netns(other.netns_name("node")).path
+    assert path is not None
     try:
         assert reaper.owner_of_netns(os.path.basename(path)) == reaper.Owner(other.id, other.pid)
         lines = reaper.sweep(session_id=other.id)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 
 from .netlink import Netlink
-from .netns import NetnsThread, host_netns_fd
+from .netns import Netns
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +54,16 @@ class Janitor:
     def delete_host_link(self, link: int | str) -> None:
         """Queue the deletion of a root-namespace link.
 
-        It runs on a netlink socket of the janitor's own, not the shared host
-        node's: a veth delete holds its thread for ~20 ms, and the next
-        test's setup must not queue behind it.
+        It runs inline on the janitor's own thread (which is in the host's
+        namespace), with a netlink socket of its own: a veth delete holds
+        its thread for ~20 ms, and the next test's setup must not queue
+        behind it.
         """
         self.defer(lambda: self._host_netlink().delete_link(link))
 
     def _host_netlink(self) -> Netlink:
         if self._host is None:
-            self._host = Netlink(NetnsThread.entering(host_netns_fd(), "janitor:host"))
+            self._host = Netlink(Netns.host())
         return self._host
 
     def drain(self) -> list[str]:

@@ -1,11 +1,16 @@
 """A thin, one-call-per-operation netlink layer, inside one namespace.
 
 A netlink socket belongs to the namespace of the thread that opened it, so
-every call here runs on the namespace's own `NetnsThread` and uses a raw
-`rtnl.Rtnl` socket opened there: links, addresses, routes and dumps alike,
-one stack for everything a build does. Each operation is logged at debug
-level on the `pytest_netns` logger, so `--log-level=DEBUG` shows what was
-created and removed.
+every call here runs on a pool worker inside the namespace (`Netns.call`)
+and uses a raw `rtnl.Rtnl` socket opened there for the worker's stay
+(`stay_resource`): links, addresses, routes and dumps alike, one stack for
+everything a build does, and no socket kept per namespace between batches
+of work. Each operation is logged at debug level on the `pytest_netns`
+logger, so `--log-level=DEBUG` shows what was created and removed.
+
+Calls made from a job that already runs on a worker (`netns.call_each`,
+`netns.on_a_worker`) run inline: a step that touches every node of a large
+topology costs one thread hand-over, not one per node.
 """
 
 from __future__ import annotations
@@ -15,12 +20,13 @@ import logging
 import os
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from ..errors import NotPermittedError, TopologyBuildError, UnsupportedKindError
 from . import sysctl
 from .ethtool import sync_link_state
-from .netns import NetnsThread
+from .netns import Netns, stay_resource
 from .rtnl import AddressInfo, LinkInfo, RouteInfo, Rtnl, RtnlError, bridge_data, veth_peer
 
 T = TypeVar("T")
@@ -34,7 +40,7 @@ def index_of(ifname: str) -> int | None:
 
     An ioctl on a socket the call opens in the calling thread's namespace:
     microseconds, where a dump of every link costs a round trip per link.
-    Call it on the namespace's thread.
+    Call it inside the namespace.
     """
     try:
         return socket.if_nametoindex(ifname)
@@ -42,119 +48,166 @@ def index_of(ifname: str) -> int | None:
         return None
 
 
-class Netlink:
-    """Link, address, route and sysctl operations inside one namespace."""
+def _rtnl() -> Rtnl:
+    """The calling thread's netlink socket for its stay in the current namespace."""
+    return stay_resource("rtnl", Rtnl, Rtnl.close)
 
-    def __init__(self, thread: NetnsThread) -> None:
-        self.thread = thread
-        self._rtnl: Rtnl | None = None
+
+@dataclass(frozen=True)
+class Veth:
+    """A veth to create: this end, its peer (born in `peer_netns`, down) and options."""
+
+    ifname: str
+    peer: str
+    peer_netns: Netns | None = None
+    peer_mac: str | None = None
+    alias: str | None = None
+    master: int | None = None
+
+
+class Netlink:
+    """Link, address, route, neighbour and sysctl operations inside one namespace."""
+
+    def __init__(self, netns: Netns) -> None:
+        self.netns = netns
 
     # -- plumbing ---------------------------------------------------------
 
-    def _raw(self) -> Rtnl:
-        if self._rtnl is None:
-            self._rtnl = Rtnl()
-        return self._rtnl
+    def job(self, what: str, fn: Callable[[Rtnl], T]) -> Callable[[], T]:
+        """fn as work for inside the namespace, with its socket, mapping refusals to our errors.
 
-    def _do(self, what: str, fn: Callable[[Rtnl], T]) -> T:
-        """Run fn on the namespace's thread with its socket, mapping refusals to our errors."""
+        Run it with `self.netns.call`, or hand many to `netns.call_each`.
+        """
 
         def run() -> T:
             try:
-                return fn(self._raw())
+                return fn(_rtnl())
             except RtnlError as exc:
                 code = exc.code
                 if code == errno.EPERM:
                     raise NotPermittedError(
-                        f"{what} in {self.thread.label} was refused: pytest-netns needs "
+                        f"{what} in {self.netns.label} was refused: pytest-netns needs "
                         "root or CAP_NET_ADMIN"
                     ) from None
                 if code == errno.EOPNOTSUPP:
                     raise UnsupportedKindError(f"{what}: the kernel does not support it") from None
                 raise TopologyBuildError(
-                    f"{what} in {self.thread.label} failed: {os.strerror(code)} (errno {code})"
+                    f"{what} in {self.netns.label} failed: {os.strerror(code)} (errno {code})"
                 ) from exc
 
-        log.debug("%s: %s", self.thread.label, what)
-        return self.thread.call(run)
+        log.debug("%s: %s", self.netns.label, what)
+        return run
 
-    def close(self) -> None:
-        """Close the netlink socket; it holds a reference to the namespace."""
-
-        def run() -> None:
-            if self._rtnl is not None:
-                self._rtnl.close()
-                self._rtnl = None
-
-        self.thread.call(run)
+    def _do(self, what: str, fn: Callable[[Rtnl], T]) -> T:
+        return self.netns.call(self.job(what, fn))
 
     # -- links ------------------------------------------------------------
 
     def index(self, ifname: str) -> int:
         """The ifindex of `ifname`; TopologyBuildError if it does not exist."""
-        found = self.thread.call(index_of, ifname)
+        found = self.netns.call(index_of, ifname)
         if found is None:
-            raise TopologyBuildError(f"interface {ifname!r} not found in {self.thread.label}")
+            raise TopologyBuildError(f"interface {ifname!r} not found in {self.netns.label}")
         return found
 
     def existing(self, ifnames: set[str]) -> set[str]:
         """Which of `ifnames` exist in the namespace (one ioctl each, no dump)."""
         if not ifnames:
             return set()
-        return self.thread.call(lambda: {n for n in ifnames if index_of(n) is not None})
+        return self.netns.call(lambda: {n for n in ifnames if index_of(n) is not None})
 
     def add_veth(
         self,
         ifname: str,
         peer: str,
-        peer_netns_fd: int | None = None,
+        peer_netns: Netns | None = None,
         alias: str | None = None,
         master: int | None = None,
+        peer_mac: str | None = None,
     ) -> int:
-        """Create a veth, up, whose peer is born inside `peer_netns_fd` already (and down)."""
-        return self._add(f"create veth {ifname}<->{peer}", ifname, "veth",
-                         veth_peer(peer, peer_netns_fd), alias, master)
+        """Create a veth, up, whose peer is born inside `peer_netns` already (and down)."""
+        (index,) = self.add_veths([Veth(ifname, peer, peer_netns, peer_mac, alias, master)])
+        return index
+
+    def add_veths(self, veths: list[Veth]) -> list[int]:
+        """Create several veths from this namespace in one hop; return this end's indexes."""
+        if not veths:
+            return []
+        shown = ", ".join(f"{v.ifname}<->{v.peer}" for v in veths[:3])
+        more = f" and {len(veths) - 3} more" if len(veths) > 3 else ""
+        return self._do(f"create veth {shown}{more}",
+                        lambda rt: [self._create_veth(rt, v) for v in veths])
+
+    def _create_veth(self, rt: Rtnl, v: Veth) -> int:
+        if v.peer_netns is None:
+            data = veth_peer(v.peer, None, v.peer_mac, single_queue=True)
+            return self._created(rt, v.ifname, "veth", data, v.alias, v.master)
+        with v.peer_netns.descriptor() as fd:
+            data = veth_peer(v.peer, fd, v.peer_mac, single_queue=True)
+            return self._created(rt, v.ifname, "veth", data, v.alias, v.master)
 
     def add_bridge(self, ifname: str, alias: str | None = None) -> int:
         """A plain learning bridge, up, with STP off so ports forward at once."""
-        return self._add(f"create bridge {ifname}", ifname, "bridge",
-                         bridge_data(forward_delay=0, stp_state=0), alias)
+        return self._do(f"create bridge {ifname}", lambda rt: self._created(
+            rt, ifname, "bridge", bridge_data(forward_delay=0, stp_state=0), alias))
 
     def add_simple(self, ifname: str, kind: str, alias: str | None = None) -> int:
         """A link with no peer and no options (dummy, ifb), up."""
-        return self._add(f"create {kind} link {ifname}", ifname, kind, b"", alias)
+        return self._do(f"create {kind} link {ifname}",
+                        lambda rt: self._created(rt, ifname, kind, b"", alias))
 
-    def _add(self, what: str, ifname: str, kind: str, data: bytes, alias: str | None,
-             master: int | None = None) -> int:
-        def run(rt: Rtnl) -> int:
-            # born up (the kernel applies ifi_flags at creation); the alias
-            # cannot be given at creation, so it costs a second request
-            rt.add_link(ifname, kind, data, master)
-            idx = index_of(ifname)
-            if idx is None:
-                raise TopologyBuildError(f"{what}: {ifname!r} vanished right after creation")
-            if alias:
-                rt.set_link(idx, alias=alias)
-            return idx
-
-        return self._do(what, run)
+    def _created(self, rt: Rtnl, ifname: str, kind: str, data: bytes, alias: str | None,
+                 master: int | None = None) -> int:
+        # born up (the kernel applies ifi_flags at creation); the alias
+        # cannot be given at creation, so it costs a second request
+        rt.add_link(ifname, kind, data, master, single_queue=kind == "veth")
+        idx = index_of(ifname)
+        if idx is None:
+            raise TopologyBuildError(f"create {kind} {ifname}: it vanished right after creation")
+        if alias:
+            rt.set_link(idx, alias=alias)
+        return idx
 
     def configure(
         self,
         ifname: str,
         addresses: list[tuple[str, int]],
         alias: str | None = None,
+        link_local: bool = True,
     ) -> int:
         """Bring `ifname` up, tag it and give it its addresses, in one thread hop.
 
+        See `configuring`; this runs it at once.
+        """
+        return self.netns.call(self.configuring(ifname, addresses, alias, link_local))
+
+    def configuring(
+        self,
+        ifname: str,
+        addresses: list[tuple[str, int]],
+        alias: str | None = None,
+        link_local: bool = True,
+    ) -> Callable[[], int]:
+        """The work of `configure`, to run inside the namespace (alone or in a batch).
+
         IPv6 addresses skip duplicate address detection: the topology chose
-        them, and DAD would hold them back for about a second.
+        them, and DAD would hold them back for about a second. With
+        `link_local=False` the link gets no IPv6 link-local address, and so
+        sends no IPv6 chatter of its own when it comes up (see
+        `rtnl.no_link_local_body`).
         """
 
         def run(rt: Rtnl) -> int:
             idx = index_of(ifname)
             if idx is None:
-                raise TopologyBuildError(f"interface {ifname!r} not found in {self.thread.label}")
+                raise TopologyBuildError(
+                    f"interface {ifname!r} not found in {self.netns.label}")
+            if not link_local:
+                try:
+                    rt.no_link_local(idx)
+                except RtnlError as exc:
+                    if exc.code != errno.EAFNOSUPPORT:  # a kernel without IPv6
+                        raise
             rt.set_link(idx, up=True, alias=alias or None)
             for address, prefixlen in addresses:
                 rt.add_address(idx, address, prefixlen, nodad=":" in address)
@@ -162,11 +215,16 @@ class Netlink:
             return idx
 
         shown = ", ".join(f"{a}/{p}" for a, p in addresses) or "no address"
-        return self._do(f"configure {ifname} with {shown}", run)
+        return self.job(f"configure {ifname} with {shown}", run)
 
-    def activate(self, ifname: str) -> None:
-        """Apply a pending carrier change now (see `ethtool.sync_link_state`)."""
-        self.thread.call(sync_link_state, ifname)
+    def activate(self, *ifnames: str) -> None:
+        """Apply pending carrier changes now (see `ethtool.sync_link_state`)."""
+
+        def run() -> None:
+            for ifname in ifnames:
+                sync_link_state(ifname)
+
+        self.netns.call(run)
 
     def set_state(self, ifname: str, up: bool) -> None:
         """Set a link administratively up or down."""
@@ -174,7 +232,8 @@ class Netlink:
         def run(rt: Rtnl) -> None:
             idx = index_of(ifname)
             if idx is None:
-                raise TopologyBuildError(f"interface {ifname!r} not found in {self.thread.label}")
+                raise TopologyBuildError(
+                    f"interface {ifname!r} not found in {self.netns.label}")
             rt.set_link(idx, up=up)
 
         self._do(f"set {ifname} {'up' if up else 'down'}", run)
@@ -244,7 +303,7 @@ class Netlink:
         """Every link: name, index, kind, alias, state, master."""
         return self._do("list links", lambda rt: rt.links())
 
-    # -- addresses and routes ---------------------------------------------
+    # -- addresses, routes and neighbours -----------------------------------
 
     def addresses(self, family: int = socket.AF_UNSPEC) -> list[AddressInfo]:
         """Every address of the namespace (IPv4 and IPv6 unless `family` says which)."""
@@ -257,6 +316,41 @@ class Netlink:
         """Routes of every table of one family."""
         return self._do("list routes", lambda rt: rt.routes(family))
 
+    def learning(self, ifname: str, neighbours: list[tuple[str, str]]) -> Callable[[], None]:
+        """Work that tells the namespace where `neighbours` ((address, MAC)) are, on `ifname`.
+
+        The entries are STALE, what an ARP (or neighbour discovery) exchange
+        leaves behind: the first packet to them goes out at once instead of
+        waiting for a resolution, and the kernel confirms each entry later
+        with a unicast probe, as it would have anyway.
+        """
+
+        def run(rt: Rtnl) -> None:
+            idx = index_of(ifname)
+            if idx is None:
+                raise TopologyBuildError(
+                    f"interface {ifname!r} not found in {self.netns.label}")
+            for address, mac in neighbours:
+                rt.set_neighbour(idx, address, mac)
+
+        return self.job(f"learn {len(neighbours)} neighbour(s) on {ifname}", run)
+
+    def forgetting(self, ifname: str, addresses: list[str]) -> Callable[[], None]:
+        """Work that removes the neighbour entries of `addresses` on `ifname` (gone is fine)."""
+
+        def run(rt: Rtnl) -> None:
+            idx = index_of(ifname)
+            if idx is None:
+                return
+            for address in addresses:
+                try:
+                    rt.delete_neighbour(idx, address)
+                except RtnlError as exc:
+                    if exc.code not in GONE:
+                        raise
+
+        return self.job(f"forget {len(addresses)} neighbour(s) on {ifname}", run)
+
     # -- sysctls ----------------------------------------------------------
 
     def sysctl(self, name: str, value: str | None = None) -> str:
@@ -268,5 +362,5 @@ class Netlink:
             return sysctl.read(name)
 
         if value is not None:
-            log.debug("%s: sysctl %s=%s", self.thread.label, name, value)
-        return self.thread.call(run)
+            log.debug("%s: sysctl %s=%s", self.netns.label, name, value)
+        return self.netns.call(run)

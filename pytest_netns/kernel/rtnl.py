@@ -36,8 +36,15 @@ F_REQUEST, F_ACK, F_EXCL, F_CREATE, F_DUMP = 0x1, 0x4, 0x200, 0x400, 0x300
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_NEWROUTE, RTM_GETROUTE = 24, 26
+RTM_NEWNEIGH, RTM_DELNEIGH = 28, 29
+F_REPLACE = 0x100
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MASTER, IFLA_LINKINFO = 1, 3, 10, 18
-IFLA_IFALIAS, IFLA_NET_NS_FD = 20, 28
+IFLA_IFALIAS, IFLA_AF_SPEC, IFLA_NET_NS_FD = 20, 26, 28
+IFLA_NUM_TX_QUEUES, IFLA_NUM_RX_QUEUES = 31, 32
+IFLA_INET6_ADDR_GEN_MODE, IN6_ADDR_GEN_MODE_NONE = 8, 1
+NDMSG = struct.Struct("=BxxxiHBB")  # struct ndmsg
+NDA_DST, NDA_LLADDR = 1, 2
+NUD_STALE = 0x04
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 VETH_INFO_PEER = 1
 IFLA_BR_FORWARD_DELAY, IFLA_BR_STP_STATE = 1, 5
@@ -91,9 +98,29 @@ def packed(address: str) -> bytes:
     return socket.inet_pton(family_of(address), address)
 
 
-def veth_peer(ifname: str, netns_fd: int | None = None) -> bytes:
-    """IFLA_INFO_DATA of a veth: its peer's name, and the namespace it is born in."""
+def mac_bytes(mac: str) -> bytes:
+    return bytes(int(part, 16) for part in mac.split(":"))
+
+
+def one_queue() -> bytes:
+    """One transmit and one receive queue, asked for at creation.
+
+    A veth is otherwise born with a queue per possible CPU and cut down to
+    one right after registration, and that cut waits for an RCU grace
+    period (`synchronize_net`) while holding the rtnl lock: a good part of
+    a veth's creation time, and every other netlink user waits with it.
+    """
+    return attr(IFLA_NUM_TX_QUEUES, u32(1)) + attr(IFLA_NUM_RX_QUEUES, u32(1))
+
+
+def veth_peer(ifname: str, netns_fd: int | None = None, mac: str | None = None,
+              single_queue: bool = False) -> bytes:
+    """IFLA_INFO_DATA of a veth: its peer's name, MAC, queues and the namespace it is born in."""
     peer = ifinfo() + attr(IFLA_IFNAME, text(ifname))
+    if mac is not None:
+        peer += attr(IFLA_ADDRESS, mac_bytes(mac))
+    if single_queue:
+        peer += one_queue()
     if netns_fd is not None:
         peer += attr(IFLA_NET_NS_FD, u32(netns_fd))
     return attr(VETH_INFO_PEER, peer)
@@ -105,13 +132,42 @@ def bridge_data(forward_delay: int = 0, stp_state: int = 0) -> bytes:
                                                                   u32(stp_state))
 
 
-def new_link_body(ifname: str, kind: str, data: bytes = b"", master: int | None = None) -> bytes:
+def new_link_body(ifname: str, kind: str, data: bytes = b"", master: int | None = None,
+                  single_queue: bool = False) -> bytes:
     """RTM_NEWLINK creating a link, up; `data` is its kind's IFLA_INFO_DATA."""
     info = attr(IFLA_INFO_KIND, text(kind)) + (attr(IFLA_INFO_DATA, data) if data else b"")
     body = ifinfo(up=True) + attr(IFLA_IFNAME, text(ifname))
+    if single_queue:
+        body += one_queue()
     if master is not None:
         body += attr(IFLA_MASTER, u32(master))
     return body + attr(IFLA_LINKINFO, info)
+
+
+def no_link_local_body(index: int) -> bytes:
+    """RTM_NEWLINK turning IPv6 address generation off on a link (addrgenmode none).
+
+    Sent while the link is down: a link that comes up without a link-local
+    address sends no duplicate address detection, MLD report or router
+    solicitation. It must be a request of its own: within one request the
+    kernel applies the up flag before the address family settings.
+    """
+    mode = attr(IFLA_INET6_ADDR_GEN_MODE, bytes([IN6_ADDR_GEN_MODE_NONE]))
+    return ifinfo(index) + attr(IFLA_AF_SPEC, attr(socket.AF_INET6, mode))
+
+
+def neighbour_body(index: int, address: str, mac: str | None = None,
+                   state: int = NUD_STALE) -> bytes:
+    """RTM_NEWNEIGH/RTM_DELNEIGH: `address` is at `mac` on link `index`.
+
+    A STALE entry is what a finished ARP exchange leaves behind: the first
+    packet goes out at once, and the kernel confirms the entry with a
+    unicast probe later, exactly as it would have.
+    """
+    body = NDMSG.pack(family_of(address), index, state, 0, 0) + attr(NDA_DST, packed(address))
+    if mac is not None:
+        body += attr(NDA_LLADDR, mac_bytes(mac))
+    return body
 
 
 def set_link_body(index: int, up: bool | None = None, ifname: str | None = None,
@@ -360,8 +416,20 @@ class Rtnl:
     # -- changes ---------------------------------------------------------------
 
     def add_link(self, ifname: str, kind: str, data: bytes = b"",
-                 master: int | None = None) -> None:
-        self.request(RTM_NEWLINK, new_link_body(ifname, kind, data, master), create=True)
+                 master: int | None = None, single_queue: bool = False) -> None:
+        self.request(RTM_NEWLINK, new_link_body(ifname, kind, data, master, single_queue),
+                     create=True)
+
+    def no_link_local(self, index: int) -> None:
+        self.request(RTM_NEWLINK, no_link_local_body(index))
+
+    def set_neighbour(self, index: int, address: str, mac: str) -> None:
+        """Add or replace a neighbour entry (STALE: as if ARP had just answered)."""
+        self._send(RTM_NEWNEIGH, F_REQUEST | F_ACK | F_CREATE | F_REPLACE,
+                   neighbour_body(index, address, mac))
+
+    def delete_neighbour(self, index: int, address: str) -> None:
+        self.request(RTM_DELNEIGH, neighbour_body(index, address, state=0))
 
     def set_link(self, index: int, up: bool | None = None, ifname: str | None = None,
                  alias: str | None = None, master: int | None = None,

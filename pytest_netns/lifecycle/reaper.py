@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..kernel.netlink import Netlink
-from ..kernel.netns import NETNS_RUN_DIR, NetnsThread, remove_named_netns
+from ..kernel.netns import NETNS_RUN_DIR, Netns, remove_named_netns
 from ..nodes.host import host
 from ..nodes.process import kill_in_netns
 from ..ownership import (
@@ -315,15 +315,7 @@ def _sweep_attached(client: docker.DockerClient, judge: _Judge) -> list[str]:
 
 
 def _sweep_links_in(fd: int, judge: _Judge, where: str) -> list[str]:
-    thread = NetnsThread.entering(fd, where.strip())
-    try:
-        netlink = Netlink(thread)
-        try:
-            return _sweep_links(judge, netlink, where)
-        finally:
-            netlink.close()
-    finally:
-        thread.stop()
+    return _sweep_links(judge, Netlink(Netns.entering(fd, where.strip())), where)
 
 
 # -- records ------------------------------------------------------------------

@@ -11,13 +11,13 @@ A node owns one network namespace. The layers above use only this contract:
   should use), `on_release` (close what pins the namespace), and
   `check_open` (a node of a closed topology refuses at once).
 
-Nothing outside this package touches the thread that lives in the
-namespace, and nothing registers hooks at import.
+A node holds no thread and, for a namespace node, no descriptor: its
+`handle` (`kernel.netns.Netns`) names the namespace, and a pooled worker
+enters it for each piece of work. Nothing registers hooks at import.
 """
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import NodeClosedError
 from ..kernel.netlink import Netlink
-from ..kernel.netns import NetnsThread
+from ..kernel.netns import Netns
 
 if TYPE_CHECKING:
     from docker.models.containers import Container
@@ -48,22 +48,22 @@ class Interface:
 
 
 class Node(ABC):
-    """Common behaviour of every node: a namespace, its thread and its netlink."""
+    """Common behaviour of every node: a namespace, a handle to work in it, and its netlink."""
 
     container: Container | None = None
     #: created by pytest-netns (and so removed by it); an attached container is not
     owned: bool = True
 
-    def __init__(self, name: str, netns: str, thread: NetnsThread) -> None:
+    def __init__(self, name: str, netns: str, handle: Netns) -> None:
         self.name = name
         self.netns = netns
-        self._thread = thread
-        self.netlink = Netlink(thread)
+        #: how work enters the namespace (links are created through it)
+        self.handle = handle
+        self.netlink = Netlink(handle)
         self.interfaces: list[Interface] = []
         self.routes: list[tuple[str, str | None]] = []
         self.released = False
         self._closed_by: str | None = None
-        self._fd: int | None = None
         self._release_callbacks: list[Callable[[], None]] = []
 
     # -- what it is -------------------------------------------------------
@@ -114,7 +114,7 @@ class Node(ABC):
         and may then be used from any thread.
         """
         self.check_open("work in")
-        return self._thread.call(fn, *args, **kwargs)
+        return self.handle.call(fn, *args, **kwargs)
 
     def run_tool(self, argv: list[str], stdin: bytes | None = None) -> tuple[int, str]:
         """Run a host program (nft, iptables) inside the node's network namespace.
@@ -124,13 +124,7 @@ class Node(ABC):
         node's firewall. Returns the exit status and the combined output.
         """
         self.check_open("configure")
-        return self._thread.run(argv, stdin)
-
-    def netns_fd(self) -> int:
-        """An open descriptor of the node's namespace (kept for the node's life)."""
-        if self._fd is None:
-            self._fd = os.open(self.netns, os.O_RDONLY | os.O_CLOEXEC)
-        return self._fd
+        return self.handle.run(argv, stdin)
 
     @abstractmethod
     def exec(self, argv: list[str] | str, timeout: float = 30.0) -> tuple[int, str]:
@@ -183,11 +177,7 @@ class Node(ABC):
         callbacks, self._release_callbacks = self._release_callbacks, []
         for callback in callbacks:
             callback()
-        self.netlink.close()
-        self._thread.stop()
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self.handle.close()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} ip={self.ip} netns={self.netns}>"

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ContainerError, NetnsError
-from ..kernel.netns import NetnsThread
+from ..kernel.netns import Netns
 from ..ownership import Session
 from .base import Node
 from .engine import docker_client, remove_container
@@ -37,8 +37,9 @@ class ContainerNode(Node):
     def __init__(self, name: str, container: Container, owned: bool) -> None:
         pid = int(container.attrs["State"]["Pid"])
         path = f"/proc/{pid}/ns/net"
-        self._pinned = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        super().__init__(name, path, NetnsThread.entering(self._pinned, f"container {name}"))
+        # pinned: once the container's init is gone, its pid may name another process
+        pinned = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        super().__init__(name, path, Netns(f"container {name}", path, pinned, owns_fd=True))
         self.container = container
         self.owned = owned
         self.pid = pid
@@ -46,9 +47,6 @@ class ContainerNode(Node):
     @property
     def kind(self) -> str:
         return "container"
-
-    def netns_fd(self) -> int:
-        return self._pinned
 
     def exec(self, argv: list[str] | str, timeout: float = 30.0) -> tuple[int, str]:
         self.check_open("run a command in")
@@ -85,12 +83,6 @@ class ContainerNode(Node):
             defer(lambda: remove_nodes([self]))
         else:
             defer(self.release)
-
-    def release(self) -> None:
-        super().release()
-        if self._pinned >= 0:
-            os.close(self._pinned)
-            self._pinned = -1
 
 
 def start_containers(

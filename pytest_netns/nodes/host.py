@@ -12,7 +12,7 @@ import os
 import threading
 from collections.abc import Callable
 
-from ..kernel.netns import NetnsThread, host_netns_fd
+from ..kernel.netns import Netns
 from .base import Interface, Node
 from .process import Process, as_argv, communicate, end_group, popen_in
 
@@ -21,16 +21,14 @@ class HostNode(Node):
     """The namespace this pytest process started in ("host" in the API)."""
 
     def __init__(self) -> None:
-        super().__init__("host", f"/proc/{os.getpid()}/ns/net",
-                         NetnsThread.entering(host_netns_fd(), "host"))
+        handle = Netns.host()
+        assert handle.path is not None
+        super().__init__("host", handle.path, handle)
         self._lock = threading.Lock()
 
     @property
     def kind(self) -> str:
         return "host"
-
-    def netns_fd(self) -> int:
-        return host_netns_fd()
 
     def add_interfaces(self, interfaces: list[Interface]) -> None:
         with self._lock:
@@ -41,10 +39,10 @@ class HostNode(Node):
             self.interfaces = [i for i in self.interfaces if i not in interfaces]
 
     def exec(self, argv: list[str] | str, timeout: float = 30.0) -> tuple[int, str]:
-        return communicate(popen_in(self._thread, as_argv(argv)), timeout)
+        return communicate(popen_in(self.handle, as_argv(argv)), timeout)
 
     def spawn(self, argv: list[str] | str) -> Process:
-        proc = popen_in(self._thread, as_argv(argv))
+        proc = popen_in(self.handle, as_argv(argv))
         return Process(as_argv(argv), lambda: end_group(proc))
 
     def remove(self, defer: Callable[[Callable[[], None]], None]) -> None:

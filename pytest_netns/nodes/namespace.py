@@ -1,7 +1,7 @@
 """A bare named network namespace as a node: the embedded default, and switches and routers.
 
 Commands run on the host's filesystem, inside the namespace, forked from
-the namespace's thread (no `ip netns exec`, no helper process). Removing the
+a worker inside it (no `ip netns exec`, no helper process). Removing the
 node ends every process started in it, then unpins the namespace; the kernel
 reaps its links once nothing holds it.
 """
@@ -13,7 +13,7 @@ import os
 import subprocess
 from collections.abc import Callable
 
-from ..kernel.netns import NetnsThread, remove_named_netns
+from ..kernel.netns import Netns, remove_named_netns
 from .base import Node
 from .process import Process, as_argv, communicate, end_group, kill_in_netns, popen_in
 
@@ -23,20 +23,20 @@ log = logging.getLogger(__name__)
 class NamespaceNode(Node):
     """A bare named network namespace, for runs without Docker and for switches."""
 
-    def __init__(self, name: str, netns: str, thread: NetnsThread, owned: bool = True) -> None:
-        super().__init__(name, netns, thread)
+    def __init__(self, name: str, handle: Netns, owned: bool = True) -> None:
+        assert handle.path is not None, "a namespace node is a named namespace"
+        super().__init__(name, handle.path, handle)
         self.owned = owned
         self._children: list[subprocess.Popen[bytes]] = []
-        self._inode = os.stat(netns).st_ino
 
     def exec(self, argv: list[str] | str, timeout: float = 30.0) -> tuple[int, str]:
         """Run argv on the host's filesystem, inside this namespace."""
         self.check_open("run a command in")
-        return communicate(popen_in(self._thread, as_argv(argv)), timeout)
+        return communicate(popen_in(self.handle, as_argv(argv)), timeout)
 
     def spawn(self, argv: list[str] | str) -> Process:
         self.check_open("start a process in")
-        proc = popen_in(self._thread, as_argv(argv))
+        proc = popen_in(self.handle, as_argv(argv))
         self._children.append(proc)
         return Process(as_argv(argv), lambda: end_group(proc))
 
@@ -46,7 +46,7 @@ class NamespaceNode(Node):
             end_group(proc)
         if self._children:
             # children that left their process group are still in the namespace
-            killed = kill_in_netns(self._inode)
+            killed = kill_in_netns(os.stat(self.netns).st_ino)
             if killed:
                 log.debug("%s: killed %s left in its namespace", self.name, killed)
         self._children.clear()

@@ -1,6 +1,6 @@
 """Processes started inside a node, and ending every one of them.
 
-A command run in a namespace node is forked from the namespace's thread in
+A command run in a namespace node is forked from a worker inside the namespace, in
 a session of its own (`start_new_session`), so its whole process group,
 children of a shell included, can be ended together. A child that left the
 group (a daemon calling setsid) is still inside the node's network
@@ -16,7 +16,7 @@ import signal
 import subprocess
 from collections.abc import Callable
 
-from ..kernel.netns import NetnsThread
+from ..kernel.netns import Netns
 
 
 class Process:
@@ -46,9 +46,9 @@ def as_argv(argv: list[str] | str) -> list[str]:
     return [argv] if isinstance(argv, str) else list(argv)
 
 
-def popen_in(thread: NetnsThread, argv: list[str]) -> subprocess.Popen[bytes]:
-    """Fork argv from a namespace's thread, in a process group of its own."""
-    return thread.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+def popen_in(netns: Netns, argv: list[str]) -> subprocess.Popen[bytes]:
+    """Fork argv inside a namespace, in a process group of its own."""
+    return netns.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                         stdin=subprocess.DEVNULL, start_new_session=True)
 
 

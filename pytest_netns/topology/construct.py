@@ -8,11 +8,14 @@ builder, which closes the topology, removing whatever exists by then.
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 from typing import TYPE_CHECKING
 
 from ..errors import InterfaceNameError, VerificationError
-from ..kernel.netns import create_named_netns
+from ..kernel.netlink import Netlink
+from ..kernel.netns import Netns, create_named_netns
 from ..nodes.base import Node
 from ..nodes.host import host
 from ..nodes.images import DEFAULT_COMMAND, DEFAULT_IMAGE
@@ -59,15 +62,13 @@ class Constructor:
             self._start_containers(containers)
 
     def _create_namespace(self, spec: NodeSpec) -> None:
-        path, thread = create_named_netns(self.topo.session.netns_name(spec.role.value))
-        node = NamespaceNode(spec.name, path, thread)
+        handle = create_named_netns(self.topo.session.netns_name(spec.role.value),
+                                    functools.partial(_set_up, spec.role))
+        node = NamespaceNode(spec.name, handle)
         self.topo.add_node(node, spec.role)
-        node.netlink.set_up(1)  # lo
         if spec.role == Role.NODE and spec.command and spec.command != DEFAULT_COMMAND:
             # the namespace backend's stand-in for a container's main process
             node.spawn(spec.command)
-        if spec.role == Role.ROUTER:
-            node.netlink.sysctl("net.ipv4.ip_forward", "1")
 
     def _start_containers(self, specs: list[NodeSpec]) -> None:
         from ..nodes.container import start_containers
@@ -122,10 +123,13 @@ class Constructor:
         if seg.kind == SegmentKind.SWITCH:
             detail = "br0"
             bridge = topo.nodes[seg.name].netlink.add_bridge(detail)
-            for port, e in enumerate(seg.ends):
-                links.append(self._add(SwitchPort(seg.name, prefixlen, self._end(e.node, e.ifname,
-                                                                                  e.ip),
-                                                  End(seg.name, f"p{port}", None), bridge)))
+            ports = [SwitchPort(seg.name, prefixlen, self._end(e.node, e.ifname, e.ip),
+                                End(seg.name, f"p{port}", None), bridge, random_mac())
+                     for port, e in enumerate(seg.ends)]
+            for port_link in ports:  # handed over first, so teardown covers a half-made switch
+                topo.add_link(port_link)
+            SwitchPort.create_all(ports, topo)
+            links += ports
         elif seg.kind == SegmentKind.STUB:
             (e,) = seg.ends
             assert e.ifname is not None
@@ -159,17 +163,18 @@ class Constructor:
         """Nodes on a router's segment route via it; then the plan's extra routes."""
         topo = self.topo
         routers = {n.name for n in self.plan.nodes if n.role == Role.ROUTER}
+        gateways: dict[str, str] = {}  # node -> its router's address on the first shared segment
+        for seg in topo.segments.values():
+            gateway = next((m.ip for m in seg.members if m.node in routers), None)
+            if gateway:
+                for member in seg.members:
+                    gateways.setdefault(member.node, gateway)
         for spec in self.plan.nodes:
-            if spec.role != Role.NODE:
-                continue
-            for seg in topo.segments.values():
-                names = seg.names()
-                gateway = next((m.ip for m in seg.members if m.node in routers), None)
-                if spec.name in names and gateway:
-                    node = topo.nodes[spec.name]
-                    node.netlink.add_route("0.0.0.0/0", gateway=gateway)
-                    node.routes.append(("default", gateway))
-                    break
+            gateway = gateways.get(spec.name)
+            if spec.role == Role.NODE and gateway:
+                node = topo.nodes[spec.name]
+                node.netlink.add_route("0.0.0.0/0", gateway=gateway)
+                node.routes.append(("default", gateway))
         for route in self.plan.routes:
             node = topo.nodes[route.node]
             node.netlink.add_route(route.dst, gateway=route.via)
@@ -197,6 +202,29 @@ class Constructor:
                     "host blocks the path; run `pytest-netns doctor`, or pass verify=False "
                     "to skip this check"
                 )
+
+
+def _set_up(role: Role, handle: Netns) -> None:
+    """What a new namespace needs before its links: lo up, and its role's sysctls.
+
+    Runs inside the namespace, in the worker hop that created it. A switch
+    only bridges frames, so IPv6 is off for every link it will hold: its
+    ports then send nothing of their own (no link-local address, no
+    duplicate address detection, no MLD reports) when they come up.
+    """
+    netlink = Netlink(handle)
+    netlink.set_up(1)  # lo
+    if role == Role.ROUTER:
+        netlink.sysctl("net.ipv4.ip_forward", "1")
+    elif role == Role.SWITCH:
+        netlink.sysctl("net.ipv6.conf.default.disable_ipv6", "1")
+
+
+def random_mac() -> str:
+    """A locally administered unicast MAC (46 random bits: collisions are not a concern)."""
+    raw = bytearray(os.urandom(6))
+    raw[0] = (raw[0] & 0xFC) | 0x02
+    return ":".join(f"{b:02x}" for b in raw)
 
 
 def _check_images(specs: list[NodeSpec]) -> None:

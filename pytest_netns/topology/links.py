@@ -23,13 +23,15 @@ from __future__ import annotations
 import functools
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from ..errors import UnsupportedKindError
 from ..kernel.janitor import Janitor
 from ..kernel.nat import enable_masquerade
-from ..kernel.netns import create_named_netns
+from ..kernel.netlink import Veth
+from ..kernel.netns import call_each, create_named_netns
 from ..nodes.base import Interface, Node
 from ..nodes.host import host
 from ..nodes.namespace import NamespaceNode
@@ -136,7 +138,7 @@ class NodeLink(Link):
     def create(self, topo: Topology) -> None:
         a, b = self.ends
         node, peer = topo.nodes[a.node], topo.nodes[b.node]
-        node.netlink.add_veth(a.ifname, b.ifname, peer.netns_fd(), alias=self._tag(topo, node))
+        node.netlink.add_veth(a.ifname, b.ifname, peer.handle, alias=self._tag(topo, node))
         self._record(topo, node, a)
         self._record(topo, peer, b)
         # the peer first: bringing it up turns both carriers on, and configuring
@@ -146,22 +148,68 @@ class NodeLink(Link):
 
 
 class SwitchPort(Link):
-    """A veth from a node to a port of a switch's bridge; the port carries no address."""
+    """A veth from a node to a port of a switch's bridge; the port carries no address.
+
+    The node's end gets no IPv6 link-local address: on a switch, what every
+    member sends by itself when its link comes up (duplicate address
+    detection, MLD reports, router solicitations) is flooded to every other
+    member, n² packets for n members, and at a few hundred members the
+    kernel spends most of the build delivering them. The switch namespace
+    has IPv6 off altogether (its ports only bridge frames). Addresses the
+    topology assigns work as before.
+    """
 
     kind = "veth"
 
     def __init__(self, segment: str, prefixlen: int, member: End, port: End,
-                 bridge: int) -> None:
+                 bridge: int, mac: str | None = None) -> None:
         super().__init__(segment, prefixlen, (member, port))
         self.bridge = bridge
+        self.mac = mac  # the member end's MAC, chosen so neighbours can be told in advance
 
     def create(self, topo: Topology) -> None:
-        member, port = self.ends
-        switch, node = topo.nodes[port.node], topo.nodes[member.node]
-        switch.netlink.add_veth(port.ifname, member.ifname, node.netns_fd(), master=self.bridge)
-        self._record(topo, node, member)
-        node.netlink.configure(member.ifname, self._addresses(member), self._tag(topo, node))
-        switch.netlink.activate(port.ifname)  # its carrier came on with the node's end
+        self.create_all([self], topo)
+
+    @classmethod
+    def create_all(cls, ports: Sequence[SwitchPort], topo: Topology) -> None:
+        """Make the ports of one switch in three worker hops, however many there are.
+
+        The veths are created in the switch's namespace, every member's end
+        is then configured by one worker entering each member in turn, and
+        the switch's carriers are applied last. A member we do not own (an
+        attached container) gets its port on its own, so that each
+        interface put into it is recorded only once it exists.
+        """
+        if not ports:
+            return
+        switch = topo.nodes[ports[0].ends[1].node]
+        batch = [p for p in ports if topo.nodes[p.ends[0].node].owned]
+        for port in ports:
+            if port not in batch:
+                port._create_veths(topo, switch, [port])
+                port._configure(topo, [port])
+        if batch:
+            cls._create_veths(topo, switch, batch)
+            cls._configure(topo, batch)
+
+    @staticmethod
+    def _create_veths(topo: Topology, switch: Node, ports: Sequence[SwitchPort]) -> None:
+        switch.netlink.add_veths([
+            Veth(p.ends[1].ifname, p.ends[0].ifname, topo.nodes[p.ends[0].node].handle,
+                 p.mac, master=p.bridge) for p in ports])
+        for p in ports:
+            p._record(topo, topo.nodes[p.ends[0].node], p.ends[0])
+
+    @staticmethod
+    def _configure(topo: Topology, ports: Sequence[SwitchPort]) -> None:
+        work = []
+        for p in ports:
+            member, node = p.ends[0], topo.nodes[p.ends[0].node]
+            work.append((node.handle, node.netlink.configuring(
+                member.ifname, p._addresses(member), p._tag(topo, node), link_local=False)))
+        call_each(work)
+        # the ports' carriers came on with the members' ends
+        topo.nodes[ports[0].ends[1].node].netlink.activate(*(p.ends[1].ifname for p in ports))
 
     def tap(self) -> TapPoint:
         """The bridge port, ingress only: every frame enters the bridge through one port."""
@@ -177,7 +225,7 @@ class HostLink(Link):
     def create(self, topo: Topology) -> None:
         end, host_end = self.ends
         node = topo.nodes[end.node]
-        host().netlink.add_veth(host_end.ifname, end.ifname, node.netns_fd(),
+        host().netlink.add_veth(host_end.ifname, end.ifname, node.handle,
                                 alias=topo.session.alias)
         topo.add_host_interface(Interface(host_end.ifname, host_end.ip, self.prefixlen,
                                           self.segment, self.kind,
@@ -270,10 +318,10 @@ class GuestNic(Link):
         for cand in [self.wanted] if self.wanted else self.CANDIDATES:
             try:
                 if cand == "veth":
-                    path, thread = create_named_netns(topo.session.netns_name("stubpeer"))
-                    parked = NamespaceNode(f"{node.name}-stub-peer", path, thread)
+                    handle = create_named_netns(topo.session.netns_name("stubpeer"))
+                    parked = NamespaceNode(f"{node.name}-stub-peer", handle)
                     topo.add_node(parked, Role.HIDDEN)
-                    parked.netlink.add_veth("peer0", ifname, node.netns_fd())
+                    parked.netlink.add_veth("peer0", ifname, node.handle)
                 else:
                     node.netlink.add_simple(ifname, cand)
                 return cand

@@ -81,7 +81,7 @@ def reserve(
     explicit = list(explicit)
     host = host_networks()
     with _locked_reservations() as table:
-        taken = [ipaddress.IPv4Network(k) for k in table]
+        taken = [ipaddress.IPv4Network(k) for k in table if ":" not in k]  # IPv6 is apart
         for net in explicit:
             for other in taken:
                 if net.overlaps(other):
@@ -122,7 +122,7 @@ def live_reservations() -> dict[Network, str]:
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
     return {ipaddress.IPv4Network(k): str(v.get("owner")) for k, v in table.items()
-            if process_alive(int(str(v.get("pid", 0))))}
+            if ":" not in k and process_alive(int(str(v.get("pid", 0))))}
 
 
 def free_subnet_count(prefixlen: int = 24, pool: Network = DEFAULT_POOL) -> tuple[int, int]:
