@@ -51,6 +51,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="where captures, diagrams and reports of failed tests go",
     )
     group.addoption(
+        "--netns-prefetch", type=int, default=2, metavar="N",
+        help="containers of the default image and command kept started ahead, so the next "
+        "test's topology finds them running (default 2; 0 turns it off)",
+    )
+    group.addoption(
         "--netns-keep", action="store_true", default=False,
         help="leave the topologies of a failed test up for debugging (prints how to enter "
         "each node; `pytest-netns cleanup` removes them later)",
@@ -115,13 +120,13 @@ def netns_backend(pytestconfig: pytest.Config) -> str:
 
 
 @pytest.fixture(scope="session")
-def netns_session() -> Iterator[Session]:
+def netns_session(pytestconfig: pytest.Config) -> Iterator[Session]:
     """The process's ownership session; its leftovers are drained at the end."""
     from .kernel.privileges import require_privileges
     from .lifecycle.hooks import finish_session, start_session
 
     require_privileges()  # a clear NotPermittedError, not an EACCES from /run/pytest-netns
-    session = start_session()
+    session = start_session(prefetch=int(pytestconfig.getoption("--netns-prefetch")))
     yield session
     finish_session(session)
 

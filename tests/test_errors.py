@@ -59,8 +59,11 @@ def leftovers(session: Session) -> set[str]:
     from pytest_netns.nodes.engine import docker_client, engine_available
 
     if engine_available():
+        from pytest_netns.nodes import prefetch
+
         found |= {f"container {c.name}" for c in docker_client().containers.list(
             all=True, filters={"label": f"pytest-netns.session={session.id}"})}
+        found -= {f"container {name}" for name in prefetch.waiting()}  # ready for the next test
     found |= {f"subnet {net}" for net, owner in live_reservations().items()
               if owner.startswith(f"{session.id}:")}
     return found

@@ -457,7 +457,7 @@ def test_closed_topology_leaves_no_namespace_pinned_after_probing(
 ) -> None:
     pair = make_bridged_pair()
     assert ping(pair.a, pair.b).ok and probe_tcp(pair.a, pair.b, 9).state == "closed"
-    assert probe_udp(pair.a, pair.b, 9).state == "closed"
+    assert probe_udp(pair.a, pair.b, 9).state == "closed" and ping(pair.b, pair.a).ok
     cookies = {node.name: netns_cookie(node) for node in (pair.a, pair.b)}
     inode = {node.name: os.stat(node.netns).st_ino for node in (pair.a, pair.b)}
     assert {"a", "b"} <= set(open_probers())

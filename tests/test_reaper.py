@@ -75,6 +75,25 @@ def test_hold(make_bridged_pair, make_nat_uplink, make_host_only_link,
     time.sleep(600)
 '''
 
+INNER_PREFETCH = '''
+import json, os, time
+from pytest_netns.lifecycle import hooks
+from pytest_netns.nodes import prefetch
+
+
+def test_hold(make_bridged_pair, netns_session):
+    make_bridged_pair(backend="docker", verify=False)
+    waiting = prefetch.waiting()  # started ahead for the next test, and running now
+    make_bridged_pair(backend="docker", verify=False)  # takes them; two more are starting
+    info = {"sid": netns_session.id, "pid": os.getpid(), "watchdog": hooks.current_watchdog().pid,
+            "server": 0, "waiting": waiting}
+    tmp = os.environ["PN_READY"] + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(info, f)
+    os.rename(tmp, os.environ["PN_READY"])
+    time.sleep(600)
+'''
+
 
 def session_objects(sid: str, pid: int, attached_pid: int | None = None,
                     docker: bool = False) -> list[str]:
@@ -139,10 +158,11 @@ def attached_container() -> Iterator[Any]:
 
 
 def start_held_session(tmp_path: Path, backends: str, attach: str | None = None,
-                       keep: bool = False) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+                       keep: bool = False, inner: str = INNER,
+                       ) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     """Run the INNER pytest until its topologies are up; return it and what it reported."""
     test_file = tmp_path / "test_hold.py"
-    test_file.write_text(textwrap.dedent(INNER))
+    test_file.write_text(textwrap.dedent(inner))
     ready = tmp_path / "ready.json"
     env = dict(os.environ, PN_BACKENDS=backends, PN_READY=str(ready))
     if attach:
@@ -180,7 +200,7 @@ def kill_and_wait(proc: subprocess.Popen[bytes], info: dict[str, Any],
     while True:
         left = [x for x in session_objects(info["sid"], info["pid"], attached_pid, docker)
                 if x != record]
-        if process_running(info["server"]):
+        if info["server"] and process_running(info["server"]):
             left.append(f"server process {info['server']}")
         objects_gone = time.monotonic() - killed
         if not left or objects_gone > DEADLINE:
@@ -222,6 +242,25 @@ def test_sigkill_mid_topology_leaves_nothing(
         raise
     objects, elapsed, left = kill_and_wait(proc, info, attached_pid, docker)
     print(f"\n{scenario}: {len(before)} objects gone {objects:.2f} s after SIGKILL, "
+          f"watchdog exited after {elapsed:.2f} s")
+    assert not left, f"still there {DEADLINE:.0f} s after SIGKILL (or a watchdog later): {left}"
+
+
+def test_sigkill_with_containers_started_ahead_leaves_nothing(tmp_path: Path) -> None:
+    """Containers prefetched for the next test (running, and still starting) go too."""
+    need_docker()
+    proc, info = start_held_session(tmp_path, "docker", inner=INNER_PREFETCH)
+    try:
+        before = session_objects(info["sid"], info["pid"], docker=True)
+        assert len(info["waiting"]) == 2, info
+        prefetched = [b for b in before if "prefetched" in b]
+        assert len(prefetched) >= 2, before  # the two taken, and those starting now
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    objects, elapsed, left = kill_and_wait(proc, info, None, docker=True)
+    print(f"\n{len(before)} objects gone {objects:.2f} s after SIGKILL, "
           f"watchdog exited after {elapsed:.2f} s")
     assert not left, f"still there {DEADLINE:.0f} s after SIGKILL (or a watchdog later): {left}"
 

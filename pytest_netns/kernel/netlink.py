@@ -63,6 +63,7 @@ class Veth:
     peer_mac: str | None = None
     alias: str | None = None
     master: int | None = None
+    mac: str | None = None
 
 
 class Netlink:
@@ -124,9 +125,10 @@ class Netlink:
         alias: str | None = None,
         master: int | None = None,
         peer_mac: str | None = None,
+        mac: str | None = None,
     ) -> int:
         """Create a veth, up, whose peer is born inside `peer_netns` already (and down)."""
-        (index,) = self.add_veths([Veth(ifname, peer, peer_netns, peer_mac, alias, master)])
+        (index,) = self.add_veths([Veth(ifname, peer, peer_netns, peer_mac, alias, master, mac)])
         return index
 
     def add_veths(self, veths: list[Veth]) -> list[int]:
@@ -141,15 +143,24 @@ class Netlink:
     def _create_veth(self, rt: Rtnl, v: Veth) -> int:
         if v.peer_netns is None:
             data = veth_peer(v.peer, None, v.peer_mac, single_queue=True)
-            return self._created(rt, v.ifname, "veth", data, v.alias, v.master)
+            return self._created(rt, v.ifname, "veth", data, v.alias, v.master, v.mac)
         with v.peer_netns.descriptor() as fd:
             data = veth_peer(v.peer, fd, v.peer_mac, single_queue=True)
-            return self._created(rt, v.ifname, "veth", data, v.alias, v.master)
+            return self._created(rt, v.ifname, "veth", data, v.alias, v.master, v.mac)
 
     def add_bridge(self, ifname: str, alias: str | None = None) -> int:
-        """A plain learning bridge, up, with STP off so ports forward at once."""
+        """A plain learning bridge, up: STP off, so ports forward at once; multicast
+        snooping off, so every multicast frame reaches every port.
+
+        Without a multicast querier (and a topology has none) a snooping bridge
+        floods multicast anyway, so snooping changes nothing a member sees; but
+        it re-arms per-port timers on every port each time one joins, which made
+        adding the n-th port cost O(n) (at a thousand ports, most of a port's
+        creation time).
+        """
         return self._do(f"create bridge {ifname}", lambda rt: self._created(
-            rt, ifname, "bridge", bridge_data(forward_delay=0, stp_state=0), alias))
+            rt, ifname, "bridge", bridge_data(forward_delay=0, stp_state=0,
+                                              mcast_snooping=False), alias))
 
     def add_simple(self, ifname: str, kind: str, alias: str | None = None) -> int:
         """A link with no peer and no options (dummy, ifb), up."""
@@ -157,10 +168,10 @@ class Netlink:
                         lambda rt: self._created(rt, ifname, kind, b"", alias))
 
     def _created(self, rt: Rtnl, ifname: str, kind: str, data: bytes, alias: str | None,
-                 master: int | None = None) -> int:
+                 master: int | None = None, mac: str | None = None) -> int:
         # born up (the kernel applies ifi_flags at creation); the alias
         # cannot be given at creation, so it costs a second request
-        rt.add_link(ifname, kind, data, master, single_queue=kind == "veth")
+        rt.add_link(ifname, kind, data, master, single_queue=kind == "veth", mac=mac)
         idx = index_of(ifname)
         if idx is None:
             raise TopologyBuildError(f"create {kind} {ifname}: it vanished right after creation")

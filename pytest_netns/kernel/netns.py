@@ -552,6 +552,79 @@ def create_named_netns(name: str, setup: Callable[[Netns], object] | None = None
         raise
 
 
+def create_named_netns_async(
+    names: Sequence[str], setup: Callable[[str, Netns], object] | None = None,
+    parallel: int = 2,
+) -> list[Future[Netns]]:
+    """Start creating named namespaces, `parallel` at a time; a future for each, in order.
+
+    Creating a namespace is mostly kernel work outside the rtnl lock (the
+    per-namespace state of every subsystem), so it overlaps well with the
+    link work a caller does meanwhile on the namespaces already made, and two
+    cores make two at once. `setup(name, handle)` runs inside each. Cancel a
+    future to have that namespace not made; after a failure, the rest of its
+    share is not made either (their futures say why).
+    """
+    futures: list[Future[Netns]] = [Future() for _ in names]
+    if len(names) < 2 * parallel:
+        parallel = 1
+
+    def make(share: Sequence[int]) -> None:
+        failed: BaseException | None = None
+        for i in share:
+            future = futures[i]
+            if not future.set_running_or_notify_cancel():
+                continue
+            if failed is not None:
+                future.set_exception(NetnsError(
+                    f"network namespace {names[i]!r} was not made: an earlier one failed "
+                    f"({failed})"))
+                continue
+            try:
+                future.set_result(create_named_netns(
+                    names[i], functools.partial(setup, names[i]) if setup is not None else None))
+            except BaseException as exc:
+                failed = exc
+                future.set_exception(exc)
+
+    for k in range(parallel):
+        _pool().submit(None, make, (range(k, len(names), parallel),), {})
+    return futures
+
+
+def remove_named_netns_all(paths: Sequence[str], parallel: int = 8) -> None:
+    """`remove_named_netns` for many, several at a time.
+
+    Unmounting waits for an RCU grace period after releasing the mount
+    lock, so unmounts on several threads overlap their waits: eight at a
+    time took a tenth of the time of one after the other here. The first
+    failure propagates once all were tried.
+    """
+    if len(paths) < 4:
+        for path in paths:
+            remove_named_netns(path)
+        return
+    chunks = [paths[i::parallel] for i in range(min(parallel, len(paths)))]
+    errors: list[BaseException] = []
+
+    def remove(chunk: Sequence[str]) -> None:
+        for path in chunk:
+            try:
+                remove_named_netns(path)
+            except BaseException as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=remove, args=(chunk,), name="netns-unpin", daemon=True)
+               for chunk in chunks[1:]]
+    for thread in threads:
+        thread.start()
+    remove(chunks[0])
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
 def remove_named_netns(path: str) -> None:
     """Unpin a named namespace; the kernel reaps it once nothing holds it.
 

@@ -47,7 +47,7 @@ NDA_DST, NDA_LLADDR = 1, 2
 NUD_STALE = 0x04
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 VETH_INFO_PEER = 1
-IFLA_BR_FORWARD_DELAY, IFLA_BR_STP_STATE = 1, 5
+IFLA_BR_FORWARD_DELAY, IFLA_BR_STP_STATE, IFLA_BR_MCAST_SNOOPING = 1, 5, 23
 IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS = 1, 2, 8
 IFA_F_NODAD = 0x02
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 7, 15
@@ -126,17 +126,23 @@ def veth_peer(ifname: str, netns_fd: int | None = None, mac: str | None = None,
     return attr(VETH_INFO_PEER, peer)
 
 
-def bridge_data(forward_delay: int = 0, stp_state: int = 0) -> bytes:
-    """IFLA_INFO_DATA of a bridge."""
-    return attr(IFLA_BR_FORWARD_DELAY, u32(forward_delay)) + attr(IFLA_BR_STP_STATE,
+def bridge_data(forward_delay: int = 0, stp_state: int = 0,
+                mcast_snooping: bool | None = None) -> bytes:
+    """IFLA_INFO_DATA of a bridge (multicast snooping left to the kernel when None)."""
+    data = attr(IFLA_BR_FORWARD_DELAY, u32(forward_delay)) + attr(IFLA_BR_STP_STATE,
                                                                   u32(stp_state))
+    if mcast_snooping is not None:
+        data += attr(IFLA_BR_MCAST_SNOOPING, bytes([int(mcast_snooping)]))
+    return data
 
 
 def new_link_body(ifname: str, kind: str, data: bytes = b"", master: int | None = None,
-                  single_queue: bool = False) -> bytes:
+                  single_queue: bool = False, mac: str | None = None) -> bytes:
     """RTM_NEWLINK creating a link, up; `data` is its kind's IFLA_INFO_DATA."""
     info = attr(IFLA_INFO_KIND, text(kind)) + (attr(IFLA_INFO_DATA, data) if data else b"")
     body = ifinfo(up=True) + attr(IFLA_IFNAME, text(ifname))
+    if mac is not None:
+        body += attr(IFLA_ADDRESS, mac_bytes(mac))
     if single_queue:
         body += one_queue()
     if master is not None:
@@ -416,8 +422,9 @@ class Rtnl:
     # -- changes ---------------------------------------------------------------
 
     def add_link(self, ifname: str, kind: str, data: bytes = b"",
-                 master: int | None = None, single_queue: bool = False) -> None:
-        self.request(RTM_NEWLINK, new_link_body(ifname, kind, data, master, single_queue),
+                 master: int | None = None, single_queue: bool = False,
+                 mac: str | None = None) -> None:
+        self.request(RTM_NEWLINK, new_link_body(ifname, kind, data, master, single_queue, mac),
                      create=True)
 
     def no_link_local(self, index: int) -> None:

@@ -10,6 +10,7 @@ told the exit was clean. Nothing the session created outlives it.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from typing import Any
 
@@ -22,12 +23,14 @@ _lock = threading.Lock()
 _active: dict[str, Any] = {"pid": 0, "depth": 0, "watchdog": None}
 
 
-def start_session() -> Session:
+def start_session(prefetch: int = 0) -> Session:
     """Register the session as live and arm its watchdog (once per process).
 
     The watchdog also sweeps dead sessions' leftovers as it starts, in its
     own process, so pytest does not wait for that (nor import docker for it).
     Nested sessions in one process (pytester's in-process runs) share it.
+    `prefetch` containers per image are then kept started ahead
+    (`nodes/prefetch.py`).
     """
     session = current_session()
     with _lock:
@@ -37,6 +40,10 @@ def start_session() -> Session:
         _active["depth"] += 1
         if _active["watchdog"] is None:
             _active["watchdog"] = start(session, sweep_dead=True)
+    if prefetch:
+        from ..nodes import prefetch as ahead
+
+        ahead.enable(prefetch)
     return session
 
 
@@ -48,6 +55,12 @@ def finish_session(session: Session) -> list[str]:
             topo.close()
         except Exception as exc:
             problems.append(f"closing {topo.label}: {exc}")
+    outermost = _active["pid"] != os.getpid() or _active["depth"] <= 1
+    if outermost and "pytest_netns.nodes.prefetch" in sys.modules:  # started ahead, not taken
+        from ..nodes import prefetch
+        from ..nodes.engine import remove_container
+
+        problems += prefetch.close(lambda ctr: janitor().defer(lambda: remove_container(ctr)))
     problems += janitor().drain()
     # a kept topology's host-side links stay on purpose (--netns-keep)
     left = [] if kept_topologies() else wait_for_links_gone(session.alias)

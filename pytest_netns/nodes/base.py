@@ -148,12 +148,15 @@ class Node(ABC):
             )
 
     @abstractmethod
-    def remove(self, defer: Callable[[Callable[[], None]], None]) -> None:
+    def remove(self, defer: Callable[[Callable[[], None]], None],
+               unpin: Callable[[str], None] | None = None) -> None:
         """Take the node away at its topology's close; `defer` queues slow work.
 
         Each kind knows what that means: a namespace ends its processes and is
-        unpinned at once; a started container is removed later (about 40 ms of
-        engine time); an attached container is only let go of.
+        unpinned at once (by `unpin` when given: the topology unpins all of
+        its namespaces together, see `netns.remove_named_netns_all`); a
+        started container is removed later (about 40 ms of engine time); an
+        attached container is only let go of.
         """
 
     def mark_closed(self, why: str) -> None:

@@ -13,12 +13,13 @@ import logging
 import os
 import signal
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ContainerError, NetnsError
 from ..kernel.netns import Netns
 from ..ownership import Session
+from . import prefetch
 from .base import Node
 from .engine import docker_client, remove_container
 from .images import DEFAULT_COMMAND, ensure_image
@@ -77,12 +78,57 @@ class ContainerNode(Node):
 
         return Process(as_argv(argv), stop)
 
-    def remove(self, defer: Callable[[Callable[[], None]], None]) -> None:
+    def remove(self, defer: Callable[[Callable[[], None]], None],
+               unpin: Callable[[str], None] | None = None) -> None:
         """A started container is removed later, one at a time; an attached one is let go of."""
         if self.owned:
             defer(lambda: remove_nodes([self]))
         else:
             defer(self.release)
+
+
+def run_container(session: Session, name: str, image: str, command: list[str] | str,
+                  run_kwargs: dict[str, Any], labels: dict[str, str] | None = None) -> Container:
+    """Start one container for node `name` (running, or ContainerError; nothing left on error)."""
+    import docker.errors
+
+    client = docker_client()
+    cname = session.container_name(name)
+    try:
+        ctr = client.containers.run(
+            image,
+            command,
+            detach=True,
+            name=cname,
+            network_mode="none",
+            init=True,
+            labels={**session.labels, **(labels or {})},
+            **run_kwargs,
+        )
+    except (docker.errors.DockerException, TypeError) as exc:
+        # run() is create + start: a refused start leaves a created container
+        with contextlib.suppress(docker.errors.NotFound):
+            remove_container(client.containers.get(cname))
+        explanation = getattr(exc, "explanation", None) or exc
+        raise ContainerError(
+            f"the engine would not start node {name!r} ({image}, command {command!r}, options "
+            f"{run_kwargs!r}): {explanation}; options are docker's containers.run() "
+            "keywords, and network_mode, init, labels and name are set by pytest-netns"
+        ) from None
+    try:
+        ctr.reload()
+        if ctr.status != "running":
+            logs = ctr.logs(tail=5).decode(errors="replace").strip()
+            raise ContainerError(
+                f"container for node {name!r} ({image}, command {command!r}) exited at once "
+                f"with status {ctr.attrs['State'].get('ExitCode')}: {logs or 'no output'}; "
+                "give it a command that keeps running"
+            )
+    except BaseException:
+        remove_container(ctr)
+        raise
+    log.debug("started container %s (%s) for node %s", cname, image, name)
+    return ctr
 
 
 def start_containers(
@@ -94,67 +140,48 @@ def start_containers(
 ) -> list[ContainerNode]:
     """Start one container per name, concurrently, and return them as nodes.
 
-    If any start fails, the ones that did start are removed before the error
-    propagates.
+    With prefetching on (`prefetch.enable`), containers of the image's
+    default command come from those started ahead. If any start fails, the
+    ones that did start are removed before the error propagates.
     """
-    client = docker_client()
-    ensure_image(client, image)
+    ensure_image(docker_client(), image)
     cmd = command if command is not None else DEFAULT_COMMAND
-
-    def start(name: str) -> ContainerNode:
-        import docker.errors
-
-        cname = session.container_name(name)
+    ahead = prefetch.current()
+    prefetched = ahead is not None and command is None and not run_kwargs
+    if ahead is not None and prefetched:
+        futures = ahead.take(image, len(names), lambda: run_container(
+            session, "prefetched", image, cmd, {}, {prefetch.PREFETCH_LABEL: "1"}))
+    else:
+        with ThreadPoolExecutor(max_workers=min(len(names), 16)) as pool:
+            futures = [pool.submit(run_container, session, n, image, cmd, run_kwargs)
+                       for n in names]
+    nodes, errors = [], []
+    for name, future in zip(names, futures, strict=True):
         try:
-            ctr = client.containers.run(
-                image,
-                cmd,
-                detach=True,
-                name=cname,
-                network_mode="none",
-                init=True,
-                labels=session.labels,
-                **run_kwargs,
-            )
-        except (docker.errors.DockerException, TypeError) as exc:
-            # run() is create + start: a refused start leaves a created container
-            with contextlib.suppress(docker.errors.NotFound):
-                remove_container(client.containers.get(cname))
-            explanation = getattr(exc, "explanation", None) or exc
-            raise ContainerError(
-                f"the engine would not start node {name!r} ({image}, command {cmd!r}, options "
-                f"{run_kwargs!r}): {explanation}; options are docker's containers.run() "
-                "keywords, and network_mode, init, labels and name are set by pytest-netns"
-            ) from None
-        try:
-            ctr.reload()
-            if ctr.status != "running":
-                logs = ctr.logs(tail=5).decode(errors="replace").strip()
-                raise ContainerError(
-                    f"container for node {name!r} ({image}, command {cmd!r}) exited at once "
-                    f"with status {ctr.attrs['State'].get('ExitCode')}: {logs or 'no output'}; "
-                    "give it a command that keeps running"
-                )
-            log.debug("started container %s (%s) for node %s", cname, image, name)
-            return ContainerNode(name, ctr, owned=True)
-        except BaseException:
-            remove_container(ctr)
-            raise
-
-    if len(names) == 1:
-        return [start(names[0])]
-    with ThreadPoolExecutor(max_workers=min(len(names), 16)) as pool:
-        futures = [pool.submit(start, n) for n in names]
-        nodes, errors = [], []
-        for fut in futures:
-            try:
-                nodes.append(fut.result())
-            except BaseException as exc:
-                errors.append(exc)
+            nodes.append(ContainerNode(
+                name, _running(future, prefetched, session, name, image, cmd), owned=True))
+        except BaseException as exc:
+            errors.append(exc)
     if errors:
         remove_nodes(nodes)
         raise errors[0]
     return nodes
+
+
+def _running(future: Future[Container], prefetched: bool, session: Session, name: str,
+             image: str, command: list[str] | str) -> Container:
+    """The future's container; one started ahead that failed or died is replaced by a
+    fresh start for `name` (whose error, if it fails too, names the node)."""
+    if not prefetched:
+        return future.result()
+    try:
+        ctr = future.result()
+    except ContainerError:
+        return run_container(session, name, image, command, {})
+    if _known_running(ctr):
+        return ctr
+    remove_container(ctr)
+    return run_container(session, name, image, command, {})
 
 
 def remove_nodes(nodes: list[ContainerNode]) -> None:

@@ -45,7 +45,8 @@ class HostNode(Node):
         proc = popen_in(self.handle, as_argv(argv))
         return Process(as_argv(argv), lambda: end_group(proc))
 
-    def remove(self, defer: Callable[[Callable[[], None]], None]) -> None:
+    def remove(self, defer: Callable[[Callable[[], None]], None],
+               unpin: Callable[[str], None] | None = None) -> None:
         """The host is never removed."""
 
     def release(self) -> None:

@@ -40,7 +40,8 @@ class NamespaceNode(Node):
         self._children.append(proc)
         return Process(as_argv(argv), lambda: end_group(proc))
 
-    def remove(self, defer: Callable[[Callable[[], None]], None] | None = None) -> None:
+    def remove(self, defer: Callable[[Callable[[], None]], None] | None = None,
+               unpin: Callable[[str], None] | None = None) -> None:
         """End every process started in it, then unpin the namespace (all at once)."""
         for proc in self._children:
             end_group(proc)
@@ -52,4 +53,4 @@ class NamespaceNode(Node):
         self._children.clear()
         self.release()
         if self.owned:
-            remove_named_netns(self.netns)
+            (unpin or remove_named_netns)(self.netns)

@@ -268,7 +268,12 @@ class TopologyBuilder:
         self._routes.append(RouteSpec(node, str(net) if net else "0.0.0.0/0", via))
 
     def expect(self, src: str, dst: str, segment: str) -> None:
-        """After building, prove that `src` reaches `dst`'s address on `segment`."""
+        """After building, prove that `src` reaches `dst`'s address on `segment`.
+
+        Every segment is proved anyway when `verify` is on (see
+        `topology/verify.py`); this adds paths the defaults do not take, such as
+        one through a router or NAT.
+        """
         self._expect.append(Expectation(src, dst, segment))
 
     def _need_node(self, name: str, what: str) -> None:

@@ -8,16 +8,14 @@ builder, which closes the topology, removing whatever exists by then.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from typing import TYPE_CHECKING
 
-from ..errors import InterfaceNameError, VerificationError
+from ..errors import InterfaceNameError
 from ..kernel.netlink import Netlink
-from ..kernel.netns import Netns, create_named_netns
+from ..kernel.netns import Netns, create_named_netns_async
 from ..nodes.base import Node
-from ..nodes.host import host
 from ..nodes.images import DEFAULT_COMMAND, DEFAULT_IMAGE
 from ..nodes.namespace import NamespaceNode
 from .links import End, GuestNic, HostLink, Link, NatUplink, NodeLink, SwitchPort
@@ -31,6 +29,57 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+#: ports a switch makes in one batch (three worker hops a batch)
+PORTS_AT_ONCE = 64
+
+
+class _Namespaces:
+    """The namespace nodes of a build, made in the background and added in order.
+
+    `ready(name)` waits until that node is in the topology (a name that is
+    no namespace node of this build is ready at once); `finish()` waits for
+    all; after an error, `abandon()` stops what has not started and adds
+    whatever was made, so that the topology's teardown removes it.
+    """
+
+    def __init__(self, topo: Topology, specs: list[NodeSpec]) -> None:
+        self.topo = topo
+        self.specs = specs
+        self.index = {spec.name: i for i, spec in enumerate(specs)}
+        names = [topo.session.netns_name(spec.role.value) for spec in specs]
+        roles = dict(zip(names, (spec.role for spec in specs), strict=True))
+        self.futures = create_named_netns_async(
+            names, lambda name, handle: _set_up(roles[name], handle)) if specs else []
+        self.added = 0
+
+    def ready(self, name: str) -> None:
+        i = self.index.get(name)
+        while i is not None and self.added <= i:
+            self._add(self.futures[self.added].result())
+
+    def finish(self) -> None:
+        while self.added < len(self.futures):
+            self._add(self.futures[self.added].result())
+
+    def abandon(self) -> None:
+        for future in self.futures[self.added:]:
+            future.cancel()
+        for future in self.futures[self.added:]:
+            if not future.cancelled() and future.exception() is None:
+                self._add(future.result())
+            else:
+                self.added += 1
+
+    def _add(self, handle: Netns) -> None:
+        spec = self.specs[self.added]
+        self.added += 1
+        node = NamespaceNode(spec.name, handle)
+        self.topo.add_node(node, spec.role)
+        if spec.role == Role.NODE and spec.command and spec.command != DEFAULT_COMMAND:
+            # the namespace backend's stand-in for a container's main process
+            node.spawn(spec.command)
+
+
 class Constructor:
     """Creates what one plan describes, into one topology."""
 
@@ -40,8 +89,13 @@ class Constructor:
 
     def build(self) -> None:
         self._create_nodes()
-        for seg in self.plan.segments:
-            self._create_segment(seg)
+        try:
+            for seg in self.plan.segments:
+                self._create_segment(seg)
+            self._namespaces.finish()
+        except BaseException:
+            self._namespaces.abandon()
+            raise
         self._create_routes()
 
     # -- nodes ------------------------------------------------------------------
@@ -55,20 +109,15 @@ class Constructor:
         for spec in specs:
             if spec.attach is not None:  # first: attaching creates nothing, and is checked
                 self._attach(spec)
-        for spec in specs:
-            if spec.attach is None and spec.backend == "namespace":
-                self._create_namespace(spec)
+        # namespaces are made in the background while containers start and links are made
+        self._namespaces = _Namespaces(self.topo, [
+            s for s in specs if s.attach is None and s.backend == "namespace"])
         if containers:
-            self._start_containers(containers)
-
-    def _create_namespace(self, spec: NodeSpec) -> None:
-        handle = create_named_netns(self.topo.session.netns_name(spec.role.value),
-                                    functools.partial(_set_up, spec.role))
-        node = NamespaceNode(spec.name, handle)
-        self.topo.add_node(node, spec.role)
-        if spec.role == Role.NODE and spec.command and spec.command != DEFAULT_COMMAND:
-            # the namespace backend's stand-in for a container's main process
-            node.spawn(spec.command)
+            try:
+                self._start_containers(containers)
+            except BaseException:
+                self._namespaces.abandon()
+                raise
 
     def _start_containers(self, specs: list[NodeSpec]) -> None:
         from ..nodes.container import start_containers
@@ -114,7 +163,8 @@ class Constructor:
         return f"eth{n}"
 
     def _end(self, node: str, ifname: str | None, ip: str) -> End:
-        return End(node, ifname or self._next_ifname(self.topo.nodes[node]), ip)
+        self._namespaces.ready(node)
+        return End(node, ifname or self._next_ifname(self.topo.nodes[node]), ip, random_mac())
 
     def _create_segment(self, seg: PlannedSegment) -> None:
         topo, prefixlen = self.topo, seg.subnet.prefixlen
@@ -122,17 +172,22 @@ class Constructor:
         detail = "veth"
         if seg.kind == SegmentKind.SWITCH:
             detail = "br0"
+            self._namespaces.ready(seg.name)
             bridge = topo.nodes[seg.name].netlink.add_bridge(detail)
-            ports = [SwitchPort(seg.name, prefixlen, self._end(e.node, e.ifname, e.ip),
-                                End(seg.name, f"p{port}", None), bridge, random_mac())
-                     for port, e in enumerate(seg.ends)]
-            for port_link in ports:  # handed over first, so teardown covers a half-made switch
-                topo.add_link(port_link)
-            SwitchPort.create_all(ports, topo)
-            links += ports
+            # in chunks: the first ports are made while later members' namespaces are
+            for first in range(0, len(seg.ends), PORTS_AT_ONCE):
+                ports = [SwitchPort(seg.name, prefixlen, self._end(e.node, e.ifname, e.ip),
+                                    End(seg.name, f"p{port}", None), bridge)
+                         for port, e in enumerate(seg.ends[first:first + PORTS_AT_ONCE],
+                                                  first)]
+                for port_link in ports:  # handed over first: teardown covers a half-made one
+                    topo.add_link(port_link)
+                SwitchPort.create_all(ports, topo)
+                links += ports
         elif seg.kind == SegmentKind.STUB:
             (e,) = seg.ends
             assert e.ifname is not None
+            self._namespaces.ready(e.node)
             stub = GuestNic(seg.name, prefixlen, End(e.node, e.ifname, e.ip), seg.stub_kind)
             links.append(self._add(stub))
             detail = stub.chosen
@@ -184,24 +239,10 @@ class Constructor:
 
     @staticmethod
     def verify(plan: Plan, topo: Topology) -> None:
-        """Prove the plan's expectations with probes; VerificationError if one fails."""
-        from ..probes.api import ping
+        """Prove every segment and the plan's expectations (see `verify.py`)."""
+        from .verify import verify
 
-        for want in plan.expectations:
-            src_node = host() if want.src == HOST else topo.nodes[want.src]
-            dst_ip = topo.segments[want.segment].ip_of(want.dst)
-            result = None
-            for _ in range(3):
-                result = ping(src_node, dst_ip, timeout=1.0)
-                if result.ok:
-                    break
-            if result is None or not result.ok:
-                raise VerificationError(
-                    f"{topo.label}: {want.src} cannot reach {want.dst} ({dst_ip}) over "
-                    f"{want.segment} right after building it ({result}). Something on this "
-                    "host blocks the path; run `pytest-netns doctor`, or pass verify=False "
-                    "to skip this check"
-                )
+        verify(plan, topo)
 
 
 def _set_up(role: Role, handle: Netns) -> None:

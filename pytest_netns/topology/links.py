@@ -46,11 +46,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class End:
-    """One end of a link: a node (a switch, or "host"), its interface, its address."""
+    """One end of a link: a node (a switch, or "host"), its interface, its address, its MAC."""
 
     node: str
     ifname: str
     ip: str | None  # None for a switch's port, which carries no address
+    mac: str | None = None  # chosen by the builder, so neighbours can be told in advance
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,8 @@ class NodeLink(Link):
     def create(self, topo: Topology) -> None:
         a, b = self.ends
         node, peer = topo.nodes[a.node], topo.nodes[b.node]
-        node.netlink.add_veth(a.ifname, b.ifname, peer.handle, alias=self._tag(topo, node))
+        node.netlink.add_veth(a.ifname, b.ifname, peer.handle, alias=self._tag(topo, node),
+                              mac=a.mac, peer_mac=b.mac)
         self._record(topo, node, a)
         self._record(topo, peer, b)
         # the peer first: bringing it up turns both carriers on, and configuring
@@ -162,10 +164,9 @@ class SwitchPort(Link):
     kind = "veth"
 
     def __init__(self, segment: str, prefixlen: int, member: End, port: End,
-                 bridge: int, mac: str | None = None) -> None:
+                 bridge: int) -> None:
         super().__init__(segment, prefixlen, (member, port))
         self.bridge = bridge
-        self.mac = mac  # the member end's MAC, chosen so neighbours can be told in advance
 
     def create(self, topo: Topology) -> None:
         self.create_all([self], topo)
@@ -196,7 +197,7 @@ class SwitchPort(Link):
     def _create_veths(topo: Topology, switch: Node, ports: Sequence[SwitchPort]) -> None:
         switch.netlink.add_veths([
             Veth(p.ends[1].ifname, p.ends[0].ifname, topo.nodes[p.ends[0].node].handle,
-                 p.mac, master=p.bridge) for p in ports])
+                 p.ends[0].mac, master=p.bridge) for p in ports])
         for p in ports:
             p._record(topo, topo.nodes[p.ends[0].node], p.ends[0])
 
@@ -226,7 +227,7 @@ class HostLink(Link):
         end, host_end = self.ends
         node = topo.nodes[end.node]
         host().netlink.add_veth(host_end.ifname, end.ifname, node.handle,
-                                alias=topo.session.alias)
+                                alias=topo.session.alias, peer_mac=end.mac)
         topo.add_host_interface(Interface(host_end.ifname, host_end.ip, self.prefixlen,
                                           self.segment, self.kind,
                                           topo.network_id(self.segment)))

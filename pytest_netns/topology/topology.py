@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 from ..errors import InvalidTopologyError
 from ..kernel.janitor import janitor
+from ..kernel.netns import remove_named_netns_all
 from ..nodes.base import Interface, Node
 from ..nodes.host import host
 from ..ownership import Session
@@ -150,11 +151,16 @@ class Topology:
             except BaseException as exc:
                 errors.append(exc)
         host().remove_interfaces(self.host_interfaces)
+        namespaces: list[str] = []
         for node in reversed(self._order):
             try:
-                node.remove(work.defer)
+                node.remove(work.defer, namespaces.append)
             except BaseException as exc:
                 errors.append(exc)
+        try:
+            remove_named_netns_all(namespaces)
+        except BaseException as exc:
+            errors.append(exc)
         # the subnets are free again once their links are gone
         work.defer(functools.partial(release, self._reserved))
         if errors:

@@ -64,6 +64,43 @@ def test_bridge_without_stp_or_forward_delay() -> None:
     assert rtnl.new_link_body("br0", "bridge", rtnl.bridge_data(0, 0)) == want
 
 
+def test_bridge_without_multicast_snooping() -> None:
+    data = {"attrs": [("IFLA_BR_FORWARD_DELAY", 0), ("IFLA_BR_STP_STATE", 0),
+                      ("IFLA_BR_MCAST_SNOOPING", 0)]}
+    want = link(flags=1, change=1, attrs=[
+        ("IFLA_IFNAME", "br0"),
+        ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "bridge"), ("IFLA_INFO_DATA", data)]}),
+    ])
+    assert rtnl.new_link_body("br0", "bridge", rtnl.bridge_data(0, 0, False)) == want
+
+
+def test_veth_with_its_macs_and_one_queue_each() -> None:
+    peer = {"attrs": [("IFLA_IFNAME", "eth1"), ("IFLA_ADDRESS", "02:00:00:00:00:02"),
+                      ("IFLA_NUM_TX_QUEUES", 1), ("IFLA_NUM_RX_QUEUES", 1),
+                      ("IFLA_NET_NS_FD", 9)]}
+    want = link(flags=1, change=1, attrs=[
+        ("IFLA_IFNAME", "p3"), ("IFLA_ADDRESS", "02:00:00:00:00:01"),
+        ("IFLA_NUM_TX_QUEUES", 1), ("IFLA_NUM_RX_QUEUES", 1), ("IFLA_MASTER", 4),
+        ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "veth"),
+                                     ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", peer)]})]}),
+    ])
+    data = rtnl.veth_peer("eth1", 9, "02:00:00:00:00:02", single_queue=True)
+    assert rtnl.new_link_body("p3", "veth", data, master=4, single_queue=True,
+                              mac="02:00:00:00:00:01") == want
+
+
+def test_no_ipv6_link_local_address() -> None:
+    spec = {"attrs": [("AF_INET6", {"attrs": [("IFLA_INET6_ADDR_GEN_MODE", 1)]})]}
+    assert rtnl.no_link_local_body(6) == link(6, 0, 0, [("IFLA_AF_SPEC", spec)])
+
+
+def test_neighbour_entry() -> None:
+    ndmsg = pytest.importorskip("pyroute2.netlink.rtnl.ndmsg").ndmsg
+    want = body(ndmsg(), {"family": socket.AF_INET, "ifindex": 5, "state": rtnl.NUD_STALE},
+                [("NDA_DST", "10.64.0.3"), ("NDA_LLADDR", "02:00:00:00:00:03")])
+    assert rtnl.neighbour_body(5, "10.64.0.3", "02:00:00:00:00:03") == want
+
+
 def test_a_link_with_no_options() -> None:
     want = link(flags=1, change=1, attrs=[
         ("IFLA_IFNAME", "eth1"), ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "ifb")]})])

@@ -1,0 +1,146 @@
+"""Containers started ahead: the next topology's containers start while this test runs.
+
+Starting a container costs about 200 ms of engine time, and a suite of
+container tests spends most of its time waiting for it, one test after
+the other. With prefetching on, every time a topology takes containers of
+an image, as many new ones start in the background, so the next topology
+that asks for that image finds them running. The engine works on them
+while the test runs (and while the janitor removes the last test's
+containers), instead of while the next test waits.
+
+Rules that keep it safe:
+
+- a container is handed out once, and only if it has never been used: a
+  topology's containers are removed when it closes, as before, and never
+  come back to the pool;
+- only containers with the image's default command and no run options are
+  prefetched: a test's own command, environment or volumes start when the
+  test asks, since their timing or content may matter to it;
+- a prefetched container carries the session's labels like every other,
+  so a crashed session's watchdog and `pytest-netns cleanup` remove it
+  (and the watchdog looks again seconds later, for one whose start the
+  engine finished after the crash); a clean session end removes the unused
+  ones;
+- at most `depth` containers per image wait started, and at most `depth`
+  start at a time, on as many threads.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from docker.models.containers import Container
+
+log = logging.getLogger(__name__)
+
+#: the label that marks a container started ahead (besides the session's own)
+PREFETCH_LABEL = "pytest-netns.prefetched"
+
+
+class Prefetch:
+    """Started containers waiting to be taken, per image."""
+
+    def __init__(self, depth: int) -> None:
+        self.depth = depth
+        self._ready: dict[str, collections.deque[Future[Container]]] = {}
+        self._failed: set[str] = set()  # images whose background start failed: not again
+        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=max(depth, 1),
+                                            thread_name_prefix="netns-prefetch")
+        self._closed = False
+
+    def take(self, image: str, count: int,
+             start: Callable[[], Container]) -> list[Future[Container]]:
+        """`count` containers of `image`: started ones first, the rest started now.
+
+        Afterwards up to `depth` more start in the background for the next
+        taker. `start` runs the engine call (with the session's labels).
+        """
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("prefetching was closed")
+            ready = self._ready.setdefault(image, collections.deque())
+            taken = [ready.popleft() for _ in range(min(count, len(ready)))]
+            taken += [self._executor.submit(start) for _ in range(count - len(taken))]
+            if image not in self._failed:
+                while len(ready) < self.depth:
+                    future = self._executor.submit(start)
+                    future.add_done_callback(functools.partial(self._check, image))
+                    ready.append(future)
+        return taken
+
+    def _check(self, image: str, future: Future[Container]) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            log.debug("prefetching %s failed: %s", image, future.exception())
+            with self._lock:
+                self._failed.add(image)
+
+    def waiting(self, timeout: float = 60.0) -> list[str]:
+        """Names of the containers started ahead and not taken yet (waits for those starting)."""
+        with self._lock:
+            futures = [f for ready in self._ready.values() for f in ready]
+        names = []
+        for future in futures:
+            try:
+                names.append(str(future.result(timeout).name))
+            except Exception:  # it never started: nothing of it exists
+                continue
+        return names
+
+    def close(self, remove: Callable[[Container], None]) -> list[str]:
+        """Stop starting, and remove every container not taken; return what failed."""
+        with self._lock:
+            self._closed = True
+            left = [f for ready in self._ready.values() for f in ready]
+            self._ready.clear()
+        problems = []
+        for future in left:
+            if future.cancel():
+                continue
+            try:
+                container = future.result()
+            except Exception:  # it never started: nothing to remove
+                continue
+            try:
+                remove(container)
+            except Exception as exc:
+                problems.append(f"removing prefetched container {container.name}: {exc}")
+        self._executor.shutdown(wait=True)
+        return problems
+
+
+_current: Prefetch | None = None
+_lock = threading.Lock()
+
+
+def enable(depth: int) -> None:
+    """Start containers ahead from now on (`depth` per image); 0 turns it off."""
+    global _current
+    with _lock:
+        if _current is None and depth > 0:
+            _current = Prefetch(depth)
+
+
+def current() -> Prefetch | None:
+    return _current
+
+
+def waiting() -> list[str]:
+    """Names of the containers started ahead and not taken yet (none when it is off)."""
+    pool = _current
+    return pool.waiting() if pool is not None else []
+
+
+def close(remove: Callable[[Container], None]) -> list[str]:
+    """Turn prefetching off and remove the containers nobody took."""
+    global _current
+    with _lock:
+        pool, _current = _current, None
+    return pool.close(remove) if pool is not None else []
