@@ -169,8 +169,11 @@ def session_objects(sid: str, host_iface: str) -> set[str]:
     from pytest_netns.nodes.engine import docker_client, engine_available
 
     if engine_available():
+        from pytest_netns.nodes import prefetch
+
         found |= {f"container {c.name}" for c in docker_client().containers.list(
             all=True, filters={"label": f"pytest-netns.session={sid}"})}
+        found -= {f"container {name}" for name in prefetch.waiting()}  # for the next test
     for record in ("sessions", "kept"):
         if os.path.exists(f"/run/pytest-netns/{record}/{sid}"):
             found.add(f"{record} record")

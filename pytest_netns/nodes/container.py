@@ -149,7 +149,7 @@ def start_containers(
     ahead = prefetch.current()
     prefetched = ahead is not None and command is None and not run_kwargs
     if ahead is not None and prefetched:
-        futures = ahead.take(image, len(names), lambda: run_container(
+        futures = ahead.take(f"{session.id} {image}", len(names), lambda: run_container(
             session, "prefetched", image, cmd, {}, {prefetch.PREFETCH_LABEL: "1"}))
     else:
         with ThreadPoolExecutor(max_workers=min(len(names), 16)) as pool:

@@ -45,42 +45,47 @@ PREFETCH_LABEL = "pytest-netns.prefetched"
 
 
 class Prefetch:
-    """Started containers waiting to be taken, per image."""
+    """Started containers waiting to be taken, per owner and image.
+
+    The key names the owner (the session id) as well as the image: a
+    container carries its session's labels from the start, so it can only
+    ever be handed to that session.
+    """
 
     def __init__(self, depth: int) -> None:
         self.depth = depth
         self._ready: dict[str, collections.deque[Future[Container]]] = {}
-        self._failed: set[str] = set()  # images whose background start failed: not again
+        self._failed: set[str] = set()  # keys whose background start failed: not again
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=max(depth, 1),
                                             thread_name_prefix="netns-prefetch")
         self._closed = False
 
-    def take(self, image: str, count: int,
+    def take(self, key: str, count: int,
              start: Callable[[], Container]) -> list[Future[Container]]:
-        """`count` containers of `image`: started ones first, the rest started now.
+        """`count` containers for `key` (owner and image): started ones first, the rest now.
 
         Afterwards up to `depth` more start in the background for the next
-        taker. `start` runs the engine call (with the session's labels).
+        taker. `start` runs the engine call (with the owner's labels).
         """
         with self._lock:
             if self._closed:
                 raise RuntimeError("prefetching was closed")
-            ready = self._ready.setdefault(image, collections.deque())
+            ready = self._ready.setdefault(key, collections.deque())
             taken = [ready.popleft() for _ in range(min(count, len(ready)))]
             taken += [self._executor.submit(start) for _ in range(count - len(taken))]
-            if image not in self._failed:
+            if key not in self._failed:
                 while len(ready) < self.depth:
                     future = self._executor.submit(start)
-                    future.add_done_callback(functools.partial(self._check, image))
+                    future.add_done_callback(functools.partial(self._check, key))
                     ready.append(future)
         return taken
 
-    def _check(self, image: str, future: Future[Container]) -> None:
+    def _check(self, key: str, future: Future[Container]) -> None:
         if not future.cancelled() and future.exception() is not None:
-            log.debug("prefetching %s failed: %s", image, future.exception())
+            log.debug("prefetching %s failed: %s", key, future.exception())
             with self._lock:
-                self._failed.add(image)
+                self._failed.add(key)
 
     def waiting(self, timeout: float = 60.0) -> list[str]:
         """Names of the containers started ahead and not taken yet (waits for those starting)."""
