@@ -164,7 +164,8 @@ class Constructor:
 
     def _end(self, node: str, ifname: str | None, ip: str) -> End:
         self._namespaces.ready(node)
-        return End(node, ifname or self._next_ifname(self.topo.nodes[node]), ip, random_mac())
+        return End(node, ifname or self._next_ifname(self.topo.nodes[node]), ip,
+                   mac=random_mac())
 
     def _create_segment(self, seg: PlannedSegment) -> None:
         topo, prefixlen = self.topo, seg.subnet.prefixlen

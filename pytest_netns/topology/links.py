@@ -152,13 +152,14 @@ class NodeLink(Link):
 class SwitchPort(Link):
     """A veth from a node to a port of a switch's bridge; the port carries no address.
 
-    The node's end gets no IPv6 link-local address: on a switch, what every
-    member sends by itself when its link comes up (duplicate address
-    detection, MLD reports, router solicitations) is flooded to every other
-    member, n² packets for n members, and at a few hundred members the
-    kernel spends most of the build delivering them. The switch namespace
-    has IPv6 off altogether (its ports only bridge frames). Addresses the
-    topology assigns work as before.
+    A member's end without an IPv6 address of the topology's gets no IPv6
+    link-local address either: on a switch, what every member sends by
+    itself when its link comes up (duplicate address detection, MLD reports,
+    router solicitations) is flooded to every other member, n² packets for
+    n members, and at a few hundred members the kernel spends most of the
+    build delivering them. An end with IPv6 keeps its link-local address (a
+    router resolves its next hops from it). The switch namespace has IPv6
+    off altogether: its ports only bridge frames.
     """
 
     kind = "veth"
@@ -206,8 +207,10 @@ class SwitchPort(Link):
         work = []
         for p in ports:
             member, node = p.ends[0], topo.nodes[p.ends[0].node]
+            addresses = p._addresses(member)
             work.append((node.handle, node.netlink.configuring(
-                member.ifname, p._addresses(member), p._tag(topo, node), link_local=False)))
+                member.ifname, addresses, p._tag(topo, node),
+                link_local=any(":" in address for address, _ in addresses))))
         call_each(work)
         # the ports' carriers came on with the members' ends
         topo.nodes[ports[0].ends[1].node].netlink.activate(*(p.ends[1].ifname for p in ports))
