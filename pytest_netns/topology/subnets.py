@@ -55,6 +55,19 @@ def _locked_reservations(
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def _ipv4(key: str) -> Network | None:
+    """A reservation key as an IPv4 subnet; None for any other entry.
+
+    Other pytest-netns processes on the host share this file and may be of
+    another version, with entries this one does not know: they are kept,
+    and never mistaken for IPv4 space.
+    """
+    try:
+        return ipaddress.IPv4Network(key)
+    except ValueError:
+        return None
+
+
 def release_dead() -> list[str]:
     """Free every reservation whose process is gone; describe each one freed."""
     freed: list[str] = []
@@ -81,7 +94,7 @@ def reserve(
     explicit = list(explicit)
     host = host_networks()
     with _locked_reservations() as table:
-        taken = [ipaddress.IPv4Network(k) for k in table if ":" not in k]  # IPv6 is apart
+        taken = [net for net in map(_ipv4, table) if net is not None]
         for net in explicit:
             for other in taken:
                 if net.overlaps(other):
@@ -121,8 +134,9 @@ def live_reservations() -> dict[Network, str]:
             table: dict[str, dict[str, object]] = json.load(f)
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
-    return {ipaddress.IPv4Network(k): str(v.get("owner")) for k, v in table.items()
-            if ":" not in k and process_alive(int(str(v.get("pid", 0))))}
+    return {net: str(v.get("owner")) for k, v in table.items()
+            if (net := _ipv4(k)) is not None
+            if process_alive(int(str(v.get("pid", 0))))}
 
 
 def free_subnet_count(prefixlen: int = 24, pool: Network = DEFAULT_POOL) -> tuple[int, int]:
