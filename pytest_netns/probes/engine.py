@@ -241,6 +241,9 @@ def _wait(pendings: list[Pending], batch: Batch, timeout: float) -> None:
     while not batch.event.is_set():
         now = time.perf_counter()
         if now >= deadline:
+            from .receiver import Scapy
+
+            Scapy.wait_for_backlog()  # answers that arrived in time count, parsed or not
             return
         wake = opened + interval * sends if sends < SENDS_PER_WINDOW else deadline
         if batch.event.wait(max(0.0, min(wake, deadline) - now)):

@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from .result import SILENT, ProbeResult
 
@@ -37,9 +37,22 @@ class Scapy:
 
     Only the layer classes are used, to build and dissect bytes; nothing
     here touches scapy's `conf`, whose routes describe another namespace.
+
+    Probes need scapy only for what is rare: the first process on a machine
+    builds the packet templates with it (`templates.py`), and an ICMP error
+    is dissected by it. The receiver thread must never wait for the import
+    (every probe's answers would wait with it), so a packet that arrives
+    before scapy is loaded is handed to `parse_later`, which imports scapy on
+    a thread of its own and then hands each waiting packet to its handler.
+    A probe whose window closes while packets wait for that waits for them
+    (`wait_for_backlog`), so the import never turns an answer into silence.
     """
 
     _layers: Any = None
+    _lock = threading.Lock()
+    _backlog: ClassVar[list[tuple[Callable[[bytes], None], bytes]]] = []
+    _loader: threading.Thread | None = None
+    _drained = threading.Condition(_lock)
 
     @classmethod
     def get(cls) -> Any:
@@ -62,6 +75,43 @@ class Scapy:
                 TCPerror=TCPerror, UDPerror=UDPerror, Raw=Raw,
             )
         return cls._layers
+
+    @classmethod
+    def parse_later(cls, handler: Callable[[bytes], None], data: bytes) -> None:
+        """Call handler(data) with scapy loaded: now if it is, else once it is."""
+        with cls._lock:
+            if cls._layers is None:
+                cls._backlog.append((handler, data))
+                if cls._loader is None:
+                    cls._loader = threading.Thread(target=cls._load, name="netns-scapy",
+                                                   daemon=True)
+                    cls._loader.start()
+                return
+        handler(data)
+
+    @classmethod
+    def _load(cls) -> None:
+        try:
+            cls.get()
+        except Exception as exc:  # every waiting probe then says why it heard nothing
+            RECEIVER.failed(exc)
+        while True:
+            with cls._lock:
+                if not cls._backlog:
+                    cls._drained.notify_all()
+                    return
+                handler, data = cls._backlog.pop(0)
+            try:
+                if cls._layers is not None:
+                    handler(data)
+            except Exception as exc:  # as the receiver would: recorded, never silent
+                RECEIVER.failed(exc)
+
+    @classmethod
+    def wait_for_backlog(cls, timeout: float = 60.0) -> None:
+        """Wait until packets waiting for scapy's import have been handed over."""
+        with cls._lock:
+            cls._drained.wait_for(lambda: not cls._backlog, timeout)
 
 
 # -- the receiver -----------------------------------------------------------
@@ -101,8 +151,12 @@ class Receiver:
                 except OSError:
                     pass  # the socket was closed after select() returned it
                 except Exception as exc:  # keep reading for every other probe
-                    self.errors = [*self.errors[-9:], f"{type(exc).__name__}: {exc}"]
-                    self.error_count += 1
+                    self.failed(exc)
+
+    def failed(self, exc: Exception) -> None:
+        """Record a handler's unexpected failure (a probe then says so, not "silence")."""
+        self.errors = [*self.errors[-9:], f"{type(exc).__name__}: {exc}"]
+        self.error_count += 1
 
 
 RECEIVER = Receiver()
@@ -187,14 +241,15 @@ class Pending:
         else:
             self.resolve(SILENT[self.proto], f"sending failed: {exc}")
 
-    def resolve(self, state: str, detail: str, sent_at: float | None = None) -> None:
+    def resolve(self, state: str, detail: str, sent_at: float | None = None,
+                received_at: float | None = None) -> None:
         """Record the first answer; later ones (to resends) are ignored."""
-        now = time.perf_counter()
+        now = received_at if received_at is not None else time.perf_counter()
         with self._lock:
             if self.state is not None:
                 return
-            if sent_at is None and self.sends:
-                sent_at = self.sends[-1]
+            if sent_at is None and self.sends:  # the last packet sent before the answer
+                sent_at = max((t for t in self.sends if t <= now), default=self.sends[0])
             self.rtt_ms = (now - sent_at) * 1000.0 if sent_at is not None else None
             self.state, self.detail = state, detail
         self.batch.done()

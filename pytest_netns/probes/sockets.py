@@ -40,8 +40,9 @@ from typing import TypeVar
 
 from ..errors import EgressError, NetnsError
 from ..nodes.base import Node
+from . import templates
 from .receiver import RECEIVER, Batch, Key, Pending, Scapy
-from .result import PAYLOAD, SILENT
+from .result import SILENT
 from .route import NoRoute, Route, RouteLookup
 
 SOL_RAW = 255
@@ -114,6 +115,22 @@ def _bound(kind: int, count: int) -> list[socket.socket]:
     return out
 
 
+def _open_base(ifnames: frozenset[str]) -> tuple[RouteLookup, socket.socket, dict[int, str]]:
+    """A prober's route lookup and ICMP socket, and {index: name} of `ifnames` here."""
+    indexes = {}
+    for name in ifnames:
+        try:
+            indexes[socket.if_nametoindex(name)] = name
+        except OSError:
+            continue
+    routes = RouteLookup()
+    try:
+        return routes, _open_icmp(), indexes
+    except BaseException:
+        routes.close()
+        raise
+
+
 def _source_for(dst: str) -> str:
     """The source address the kernel picks for `dst` (run on the namespace thread)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -139,8 +156,11 @@ class Prober:
         self._port_pool: list[socket.socket] = []
         self._tcp: socket.socket | None = None
         self._closed = False
-        self._routes = node.call(RouteLookup)
-        self._icmp = node.call(_open_icmp)
+        # one hop into the namespace: both sockets, and the indexes of the interfaces
+        # probes may leave through (the egress guard's first check needs no hop)
+        allowed = node.egress_ifnames()
+        self._routes, self._icmp, self._ifnames = node.call(_open_base, allowed)
+        self._allowed_seen = allowed
         RECEIVER.register(self._icmp, self._on_icmp)
 
     def node(self) -> Node:
@@ -217,12 +237,10 @@ class Prober:
         self._register(pending, lambda: ("icmp", dst, next(_IDENTS) % 0xFFFF + 1))
         assert pending.key is not None
         ident = pending.key[2]
-        inet = Scapy.get()
         icmp = self._icmp
 
         def send(p: Pending) -> None:
-            packet = bytes(inet.ICMP(type=8, id=ident, seq=len(p.sends) + 1)
-                           / inet.Raw(PAYLOAD))
+            packet = templates.echo_request(ident, len(p.sends) + 1)
             p.sends.append(time.perf_counter())
             icmp.sendto(packet, (dst, 0))
 
@@ -240,10 +258,7 @@ class Prober:
             isn = random.randrange(1, 0xFFFFFFFF)
             pending.isn = isn
             src = route.src or self.call(_source_for, dst)
-            inet = Scapy.get()
-            segment = bytes(inet.IP(src=src, dst=dst)
-                            / inet.TCP(sport=sport, dport=port, flags="S", seq=isn,
-                                       window=64240))[20:]
+            segment = templates.tcp_syn(src, dst, sport, port, isn)
             raw = self._tcp_socket()
         except BaseException:
             pending.finish(0)
@@ -347,13 +362,20 @@ class Prober:
             pending = self._lookup(("icmp", peer, ident))
             if pending is None:
                 return  # someone else's echo reply: not worth parsing
-            echo = Scapy.get().IP(data)[1]
-            seq = int(echo.seq)
-            if bytes(echo.payload) != PAYLOAD or not 1 <= seq <= len(pending.sends):
+            reply = templates.echo_reply(data, ihl)
+            if reply is None or not 1 <= reply[1] <= len(pending.sends):
                 return
+            seq = reply[1]
             pending.resolve("reply", f"echo reply from {peer}, seq {seq}",
                             sent_at=pending.sends[seq - 1])
             return
+        Scapy.parse_later(functools.partial(self._icmp_error, time.perf_counter()), data)
+
+    def _icmp_error(self, received: float, data: bytes) -> None:
+        """An ICMP error quoting one of our probes (received at `received`), dissected by
+        scapy."""
+        kind = data[(data[0] & 0x0F) * 4]
+        peer = socket.inet_ntoa(data[12:16])
         inet = Scapy.get()
         packet = inet.IP(data)
         quoted = packet.getlayer(inet.IPerror)
@@ -382,7 +404,7 @@ class Prober:
                 state = "closed"
             else:
                 what += " (sent by a hop on the path, not by the destination)"
-        pending.resolve(state, f"ICMP {what} from {peer}")
+        pending.resolve(state, f"ICMP {what} from {peer}", received_at=received)
 
     def _on_tcp(self, sock: socket.socket) -> None:
         while True:
@@ -398,10 +420,9 @@ class Prober:
             pending = self._lookup(("tcp", peer, their, ours))
             if pending is None:
                 continue
-            segment = Scapy.get().IP(data)[1]
-            if int(segment.ack) != (pending.isn + 1) & 0xFFFFFFFF:
+            ack, flags = templates.syn_answer(data, ihl)
+            if ack != (pending.isn + 1) & 0xFFFFFFFF:
                 continue  # an answer to an earlier probe that used this port
-            flags = int(segment.flags)
             if flags & 0x04:
                 pending.resolve("closed", f"RST from {peer}")
             elif flags & 0x12 == 0x12:

@@ -302,6 +302,9 @@ class TopologyBuilder:
         self._built = True
         with self.listener.building() if self.listener else _nothing():
             started = time.perf_counter()
+            from ..probes import preload
+
+            preload.start()  # the probe machinery loads while this builds
             plan = self.plan()
             topo = Topology(self.label, self.session, plan.reserved)
             try:
