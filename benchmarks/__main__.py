@@ -24,17 +24,22 @@ from .context import IMAGE, Context
 from .harness import Row, table
 
 # (name, needs docker, suite). Start-up first, while the machine is quiet;
-# the 200-namespace build last but one: the kernel reaps those namespaces
-# in the background for a while, which would disturb what comes after.
+# the large namespace builds last: the kernel reaps those namespaces in the
+# background for a while (the scale suites wait for it between rounds).
 SUITES: list[tuple[str, bool, str]] = [
     ("startup", False, "suite_process:import_overhead"),
     ("host_only", True, "suite_links:host_only"),
     ("namespace_pair", False, "suite_links:namespace_pair"),
+    ("verification", False, "suite_verify:verification"),
     ("container_pair", True, "suite_links:container_pair"),
     ("probe", True, "suite_probes:probe_vs_exec"),
     ("matrix", False, "suite_probes:matrix"),
+    ("matrix_half", False, "suite_probes:matrix_half"),
+    ("first_probe", False, "suite_probes:first_probe"),
     ("containers20", True, "suite_scale:twenty_containers"),
+    ("session30", True, "suite_session:thirty_tests"),
     ("scale200", False, "suite_scale:two_hundred"),
+    ("scale1000", False, "suite_scale:linear"),
     ("memory", False, "suite_process:peak_rss"),
 ]
 

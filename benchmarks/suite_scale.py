@@ -1,9 +1,13 @@
-"""Scale: 200 namespace nodes on one switch, and 20 containers started at once.
+"""Scale: 200 and 1000 namespace nodes on one switch, and 20 containers started at once.
 
-The 200-node build is timed from `build()` to a topology whose every node
-is addressed and up; teardown is `close()`. Deleting a namespace only
-unpins it: the kernel reaps it (and the veths inside) in the background.
-Rounds are spaced out so one round's reaping does not slow the next.
+The builds are timed from `build()` to a topology whose every node is
+addressed and up; teardown is `close()`. Deleting a namespace only unpins
+it: the kernel reaps it (and the veths inside) in the background. Rounds
+are spaced out so one round's reaping does not slow the next.
+
+The 100- and 1000-node builds each run in a fresh process
+(`benchmarks.child star N`), which also reports the threads and
+descriptors it holds with the topology up and its peak RSS.
 """
 
 from __future__ import annotations
@@ -11,8 +15,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from .child import measure
 from .context import IMAGE, SLEEP, Context
-from .harness import Row, Sample, absolute, compare, fmt_s, interleave
+from .harness import Row, Sample, absolute, compare, fmt_s, interleave, ratio_row, settle_kernel
 from .profiling import report
 
 
@@ -55,6 +60,38 @@ def two_hundred(ctx: Context) -> None:
 
     ctx.profiles.append(report("200 namespace nodes on one switch, build+close", once, 2,
                                _settle))
+
+
+def linear(ctx: Context) -> None:
+    """100 and 1000 nodes on one switch, each in a fresh process, alternating."""
+    group = "scale"
+    runs: dict[int, list[dict[str, Any]]] = {100: [], 1000: []}
+    for _ in range(1 if ctx.rounds < 10 else 3):
+        for n in (100, 1000):
+            settle_kernel()
+            runs[n].append(measure("star", str(n)))
+    settle_kernel()
+    med = {n: {key: Sample([r[key] for r in rs]).median for key in rs[0]}
+           for n, rs in runs.items()}
+    small, big = med[100], med[1000]
+    ctx.add(absolute(group, "100 namespace nodes on one switch: build (addressed, up)",
+                     small["build"], None))
+    ctx.add(absolute(group, "1000 namespace nodes on one switch: build (addressed, up)",
+                     big["build"], 1.5))
+    ctx.add(absolute(group, "1000 namespace nodes on one switch: close", big["close"], 0.5,
+                     note="the kernel reaps the namespaces in the background"))
+    per_node = (big["build"] / 1000) / (small["build"] / 100)
+    ctx.add(ratio_row(group, "build time per node, 1000 nodes vs 100", per_node, 1.5,
+                      f"{big['build']:.2f} ms vs {small['build'] * 10:.2f} ms per node"))
+    same = big["threads"] <= small["threads"] and big["fds"] <= small["fds"]
+    ctx.add(Row(group, "threads and descriptors with 1000 nodes up (vs 100 nodes)",
+                f"{big['threads']:.0f} threads, {big['fds']:.0f} fds", "", None,
+                "as many as with 100", same,
+                f"with 100 nodes: {small['threads']:.0f} threads, {small['fds']:.0f} fds; the "
+                "first wave held 1002 threads and 2011 fds at 1000 nodes"))
+    ctx.add(absolute("memory", "peak RSS of a process building 1000 namespace nodes",
+                     big["peak_rss_kib"] / 1024, 150, unit="MB",
+                     note="VmHWM of the building process (the library without pytest)"))
 
 
 def _settle() -> None:

@@ -12,6 +12,8 @@ import fcntl
 import socket
 import struct
 
+from .netns import stay_resource
+
 SIOCETHTOOL = 0x8946
 ETHTOOL_GLINK = 0x0A
 
@@ -29,6 +31,10 @@ def sync_link_state(ifname: str) -> None:
     """
     value = ctypes.create_string_buffer(struct.pack("II", ETHTOOL_GLINK, 0))
     ifreq = struct.pack("16sP", ifname.encode(), ctypes.addressof(value)) + b"\0" * 16
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock, \
-            contextlib.suppress(OSError):
+    sock = stay_resource("ioctl socket", _ioctl_socket, socket.socket.close)
+    with contextlib.suppress(OSError):
         fcntl.ioctl(sock.fileno(), SIOCETHTOOL, ifreq)
+
+
+def _ioctl_socket() -> socket.socket:
+    return socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)

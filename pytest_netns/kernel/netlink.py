@@ -126,27 +126,31 @@ class Netlink:
         master: int | None = None,
         peer_mac: str | None = None,
         mac: str | None = None,
-    ) -> int:
+    ) -> None:
         """Create a veth, up, whose peer is born inside `peer_netns` already (and down)."""
-        (index,) = self.add_veths([Veth(ifname, peer, peer_netns, peer_mac, alias, master, mac)])
-        return index
+        self.add_veths([Veth(ifname, peer, peer_netns, peer_mac, alias, master, mac)])
 
-    def add_veths(self, veths: list[Veth]) -> list[int]:
-        """Create several veths from this namespace in one hop; return this end's indexes."""
+    def add_veths(self, veths: list[Veth]) -> None:
+        """Create several veths from this namespace in one hop."""
         if not veths:
-            return []
+            return
         shown = ", ".join(f"{v.ifname}<->{v.peer}" for v in veths[:3])
         more = f" and {len(veths) - 3} more" if len(veths) > 3 else ""
-        return self._do(f"create veth {shown}{more}",
-                        lambda rt: [self._create_veth(rt, v) for v in veths])
 
-    def _create_veth(self, rt: Rtnl, v: Veth) -> int:
+        def run(rt: Rtnl) -> None:
+            for v in veths:
+                self._create_veth(rt, v)
+
+        self._do(f"create veth {shown}{more}", run)
+
+    def _create_veth(self, rt: Rtnl, v: Veth) -> None:
         if v.peer_netns is None:
             data = veth_peer(v.peer, None, v.peer_mac, single_queue=True)
-            return self._created(rt, v.ifname, "veth", data, v.alias, v.master, v.mac)
+            self._created(rt, v.ifname, "veth", data, v.alias, v.master, v.mac, index=False)
+            return
         with v.peer_netns.descriptor() as fd:
             data = veth_peer(v.peer, fd, v.peer_mac, single_queue=True)
-            return self._created(rt, v.ifname, "veth", data, v.alias, v.master, v.mac)
+            self._created(rt, v.ifname, "veth", data, v.alias, v.master, v.mac, index=False)
 
     def add_bridge(self, ifname: str, alias: str | None = None) -> int:
         """A plain learning bridge, up: STP off, so ports forward at once; multicast
@@ -168,10 +172,14 @@ class Netlink:
                         lambda rt: self._created(rt, ifname, kind, b"", alias))
 
     def _created(self, rt: Rtnl, ifname: str, kind: str, data: bytes, alias: str | None,
-                 master: int | None = None, mac: str | None = None) -> int:
+                 master: int | None = None, mac: str | None = None,
+                 index: bool = True) -> int:
+        """Create the link; its index (looked up only when asked for or to tag it), else 0."""
         # born up (the kernel applies ifi_flags at creation); the alias
         # cannot be given at creation, so it costs a second request
         rt.add_link(ifname, kind, data, master, single_queue=kind == "veth", mac=mac)
+        if not (index or alias):
+            return 0
         idx = index_of(ifname)
         if idx is None:
             raise TopologyBuildError(f"create {kind} {ifname}: it vanished right after creation")
@@ -345,6 +353,24 @@ class Netlink:
                 rt.set_neighbour(idx, address, mac)
 
         return self.job(f"learn {len(neighbours)} neighbour(s) on {ifname}", run)
+
+    def teaching_bridge(self, ports: list[tuple[str, str]]) -> Callable[[], None]:
+        """Work that tells this namespace's bridge which port ((port, MAC)) each MAC is behind.
+
+        Dynamic entries, what learning leaves after a station's first frame:
+        a frame to a station that has sent nothing yet is otherwise flooded to
+        every port, and a probe to each of n silent members floods n² frames.
+        """
+
+        def run(rt: Rtnl) -> None:
+            for port, mac in ports:
+                idx = index_of(port)
+                if idx is None:
+                    raise TopologyBuildError(
+                        f"bridge port {port!r} not found in {self.netns.label}")
+                rt.set_fdb(idx, mac)
+
+        return self.job(f"teach the bridge {len(ports)} station(s)", run)
 
     def forgetting(self, ifname: str, addresses: list[str]) -> Callable[[], None]:
         """Work that removes the neighbour entries of `addresses` on `ifname` (gone is fine)."""

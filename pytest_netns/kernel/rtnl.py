@@ -44,7 +44,8 @@ IFLA_NUM_TX_QUEUES, IFLA_NUM_RX_QUEUES = 31, 32
 IFLA_INET6_ADDR_GEN_MODE, IN6_ADDR_GEN_MODE_NONE = 8, 1
 NDMSG = struct.Struct("=BxxxiHBB")  # struct ndmsg
 NDA_DST, NDA_LLADDR = 1, 2
-NUD_STALE = 0x04
+NUD_REACHABLE, NUD_STALE = 0x02, 0x04
+NTF_MASTER = 0x04
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 VETH_INFO_PEER = 1
 IFLA_BR_FORWARD_DELAY, IFLA_BR_STP_STATE, IFLA_BR_MCAST_SNOOPING = 1, 5, 23
@@ -174,6 +175,17 @@ def neighbour_body(index: int, address: str, mac: str | None = None,
     if mac is not None:
         body += attr(NDA_LLADDR, mac_bytes(mac))
     return body
+
+
+def fdb_body(port: int, mac: str) -> bytes:
+    """RTM_NEWNEIGH for a bridge's forwarding database: `mac` is behind `port`.
+
+    A dynamic entry of the bridge itself (`bridge fdb add MAC dev PORT master
+    dynamic`): what learning leaves after the station's first frame, and it
+    ages out the same way.
+    """
+    return NDMSG.pack(socket.AF_BRIDGE, port, NUD_REACHABLE, NTF_MASTER, 0) + attr(
+        NDA_LLADDR, mac_bytes(mac))
 
 
 def set_link_body(index: int, up: bool | None = None, ifname: str | None = None,
@@ -437,6 +449,10 @@ class Rtnl:
 
     def delete_neighbour(self, index: int, address: str) -> None:
         self.request(RTM_DELNEIGH, neighbour_body(index, address, state=0))
+
+    def set_fdb(self, port: int, mac: str) -> None:
+        """Tell a bridge which port `mac` is behind (add or replace)."""
+        self._send(RTM_NEWNEIGH, F_REQUEST | F_ACK | F_CREATE | F_REPLACE, fdb_body(port, mac))
 
     def set_link(self, index: int, up: bool | None = None, ifname: str | None = None,
                  alias: str | None = None, master: int | None = None,

@@ -21,7 +21,10 @@ about one round trip, not one per check.
 No probe waits for address resolution: the builder chose every MAC, so
 before probing it tells each source where its destination is and each
 destination where the source is (STALE neighbour entries, what an ARP
-exchange leaves behind; the kernel confirms them later as it would have).
+exchange leaves behind; the kernel confirms them later as it would have),
+and tells each switch's bridge which port each checked member is behind
+(what learning leaves after a member's first frame; without it every probe
+to a silent member is flooded to every port).
 The kernel's neighbour table is one table for every namespace of the host,
 limited to `net.ipv4.neigh.default.gc_thresh3` entries (1024 by default)
 beyond which every namespace on the machine stops resolving addresses. So
@@ -35,6 +38,7 @@ two thousand and overflow the table.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -99,6 +103,7 @@ def verify(plan: Plan, topo: Topology) -> None:
     if not checks:
         return
     failed: list[tuple[Check, str, ProbeResult]] = []
+    _teach_bridges(topo, checks)
     rounds = _rounds(checks, topo)
     for batch, entries in rounds:
         _learn(topo, entries)
@@ -165,6 +170,37 @@ def _rounds(checks: list[Check], topo: Topology) -> list[tuple[list[Check], list
         rounds[-1][0].append(check)
         rounds[-1][1].extend(mine)
     return rounds
+
+
+def _teach_bridges(topo: Topology, checks: list[Check]) -> None:
+    """Tell each switch's bridge which port the checked members' MACs are behind.
+
+    A member that has sent nothing yet is unknown to the bridge, so a probe to
+    it is flooded to every port: a star over n members would deliver n² frames
+    (seconds at a thousand members). These are the dynamic entries the
+    members' first frames would have left.
+    """
+    from .links import SwitchPort
+
+    on: dict[tuple[str, str], tuple[str, str, str]] = {}  # member end -> switch, port, MAC
+    for link in topo.links:
+        if isinstance(link, SwitchPort) and link.ends[0].mac:
+            member, port = link.ends
+            assert member.mac is not None
+            on[(member.node, member.ifname)] = (port.node, port.ifname, member.mac)
+    stations: dict[str, dict[str, str]] = {}  # switch -> {port: MAC}
+    for check in checks:
+        seg = topo.segments[check.segment]
+        if seg.kind != SegmentKind.SWITCH:
+            continue
+        for name in (check.src, check.dst):
+            with contextlib.suppress(KeyError):
+                found = on.get((name, seg.ifname_of(name)))
+                if found is not None:
+                    stations.setdefault(found[0], {})[found[1]] = found[2]
+    call_each([(topo.nodes[switch].handle,
+                topo.nodes[switch].netlink.teaching_bridge(list(ports.items())))
+               for switch, ports in stations.items()])
 
 
 def _grouped(entries: list[_Entry]) -> dict[tuple[str, str], list[tuple[str, str]]]:

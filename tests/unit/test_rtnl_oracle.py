@@ -167,3 +167,11 @@ def test_decoding_what_pyroute2_encodes() -> None:
                   [("RTA_OIF", 1), ("RTA_PREFSRC", "127.0.0.1")])
     assert rtnl.decode_route_answer(answer, "127.0.0.1") == rtnl.RouteAnswer(
         "127.0.0.1", 1, "127.0.0.1", None, True)
+
+
+def test_bridge_forwarding_entry() -> None:
+    ndmsg = pytest.importorskip("pyroute2.netlink.rtnl.ndmsg").ndmsg
+    want = body(ndmsg(), {"family": socket.AF_BRIDGE, "ifindex": 7,
+                          "state": rtnl.NUD_REACHABLE, "flags": rtnl.NTF_MASTER},
+                [("NDA_LLADDR", "02:00:00:00:00:07")])
+    assert rtnl.fdb_body(7, "02:00:00:00:00:07") == want
