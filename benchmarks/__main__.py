@@ -13,6 +13,7 @@ gone again.
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import sys
 import time
@@ -40,6 +41,7 @@ SUITES: list[tuple[str, bool, str]] = [
     ("session30", True, "suite_session:thirty_tests"),
     ("scale200", False, "suite_scale:two_hundred"),
     ("scale1000", False, "suite_scale:linear"),
+    ("peers", False, "suite_peers:peers"),
     ("memory", False, "suite_process:peak_rss"),
 ]
 
@@ -65,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown suites {sorted(unknown)}")
     if os.geteuid() != 0:
         parser.error("run as root: the benchmarks create namespaces and links")
+
+    # An installed package has its bytecode (pip compiles at install); a checkout run with
+    # PYTHONDONTWRITEBYTECODE (set on this project's machines) would recompile every module
+    # in every fresh process, which the fresh-process rows would then measure.
+    compileall.compile_dir(os.path.join(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))), "pytest_netns"), quiet=1)
 
     from pytest_netns.lifecycle.hooks import finish_session, start_session
     from pytest_netns.nodes.engine import docker_client, engine_available
