@@ -44,7 +44,8 @@ def verification(ctx: Context) -> None:
     group = "verification"
     for what, make in (("namespace bridged_pair", _pair),
                        ("make_topology(): 2 switches x 3 nodes + a router + 1 link", _custom)):
-        samples = interleave(ctx.rounds, 2, checked=_ours(lambda m=make: m(True), Sample()),
+        # a build is a few milliseconds, and the machine's noise is of that order: many rounds
+        samples = interleave(ctx.rounds * 3, 2, checked=_ours(lambda m=make: m(True), Sample()),
                              unchecked=_ours(lambda m=make: m(False), Sample()))
         checked, unchecked = samples["checked"].median, samples["unchecked"].median
         ctx.add(ratio_row(group, f"{what}: setup+close verified vs not", checked / unchecked,
