@@ -28,6 +28,9 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
         EgressError as EgressError,
     )
     from .errors import (
+        HostnameError as HostnameError,
+    )
+    from .errors import (
         ImageError as ImageError,
     )
     from .errors import (
@@ -44,6 +47,9 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
     )
     from .errors import (
         InvalidTopologyError as InvalidTopologyError,
+    )
+    from .errors import (
+        IPv6UnavailableError as IPv6UnavailableError,
     )
     from .errors import (
         MissingToolError as MissingToolError,
@@ -148,7 +154,8 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
 # public name -> the module that defines it
 _WHERE = {
     **dict.fromkeys(
-        ["ContainerError", "DockerUnavailableError", "EgressError", "ImageError",
+        ["ContainerError", "DockerUnavailableError", "EgressError", "HostnameError",
+         "ImageError", "IPv6UnavailableError",
          "InterfaceNameError", "InvalidAddressError", "InvalidArgumentError",
          "InvalidProbeError", "InvalidTopologyError", "MissingToolError", "NetnsError",
          "NodeClosedError", "NotPermittedError", "SubnetExhaustedError", "SubnetOverlapError",

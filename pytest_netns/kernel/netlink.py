@@ -259,6 +259,27 @@ class Netlink:
 
     # -- sysctls ----------------------------------------------------------
 
+    def sysctls(self, values: dict[str, str]) -> None:
+        """Write several sysctls of this namespace, in order, in one thread hop."""
+
+        def run() -> None:
+            for name, value in values.items():
+                sysctl.write(name, value)
+
+        if values:
+            log.debug("%s: sysctls %s", self.thread.label, values)
+            self.thread.call(run)
+
+    def prepare(self, values: dict[str, str]) -> None:
+        """A new namespace's first step: `lo` up, then `values` (sysctls), in one hop."""
+
+        def run(rt: Rtnl) -> None:
+            rt.set_link(1, up=True)
+            for name, value in values.items():
+                sysctl.write(name, value)
+
+        self._do(f"bring lo up, set {values or 'no sysctl'}", run)
+
     def sysctl(self, name: str, value: str | None = None) -> str:
         """Read (and optionally write) a sysctl of this namespace only."""
 

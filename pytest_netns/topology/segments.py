@@ -9,15 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .spec import HOST, Network, SegmentKind
+from .spec import HOST, Network, Network6, SegmentKind
 
 
 class Member(NamedTuple):
-    """A node on a segment: its name, its interface there and its address there."""
+    """A node on a segment: its name, its interface there and its addresses there."""
 
     node: str
     ifname: str
     ip: str
+    ip6: str | None = None
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Segment:
     subnet: Network
     members: tuple[Member, ...]
     detail: str = ""  # the link kind of a stub, the bridge of a switch
+    subnet6: Network6 | None = None  # on an IPv6 topology
 
     def member(self, node: str) -> Member:
         for member in self.members:
@@ -39,6 +41,10 @@ class Segment:
     def ip_of(self, node: str) -> str:
         """`node`'s address on this segment (`"host"` for the host's end)."""
         return self.member(node).ip
+
+    def ip6_of(self, node: str) -> str | None:
+        """`node`'s IPv6 address on this segment (None on a topology without IPv6)."""
+        return self.member(node).ip6
 
     def ifname_of(self, node: str) -> str:
         return self.member(node).ifname

@@ -4,7 +4,8 @@ Subnets are reserved in a file shared by every pytest-netns process on the
 host (xdist workers included) under an exclusive lock, and each reservation
 is checked against the host's routes at allocation time, so two topologies
 never collide with each other or with the host's own networks. A
-reservation of a process that is gone is free again.
+reservation of a process that is gone is free again. IPv4 subnets and IPv6
+/64s are reserved in the same file, in the same locked transaction.
 """
 
 from __future__ import annotations
@@ -19,12 +20,18 @@ from contextlib import contextmanager
 from ..errors import SubnetExhaustedError, SubnetOverlapError
 from ..ownership import STATE_DIR, process_alive
 from .addresses import host_networks
-from .spec import Network
+from .spec import AnyNetwork, Network, Network6
 
 RESERVATIONS = os.path.join(STATE_DIR, "subnets.json")
 # Pool for automatic subnets: 10.64.0.0/10 is far from Docker's defaults
 # (172.17-31/16, 192.168/16) and from typical VPN and cloud ranges.
 DEFAULT_POOL = ipaddress.IPv4Network("10.64.0.0/10")
+# Pool for automatic IPv6 subnets (/64s): a unique-local /48 (RFC 4193, inside
+# fd00::/8) whose "global ID" spells "netns" in ASCII. Taking /64s from the start
+# of fd00::/8 would meet the ones people configure by hand (this project's own CI
+# host has fd00::/64 on eth0); a /48 of its own keeps clear of those, and of every
+# host route all the same, since candidates are checked against them.
+DEFAULT_POOL6 = ipaddress.IPv6Network("fd6e:6574:6e73::/48")
 
 
 @contextmanager
@@ -66,22 +73,27 @@ def release_dead() -> list[str]:
 def reserve(
     prefixlens: Sequence[int],
     owner: str,
-    explicit: Iterable[Network] = (),
+    explicit: Iterable[AnyNetwork] = (),
     pool: Network = DEFAULT_POOL,
-    avoid: Iterable[Network] = (),
-) -> list[Network]:
-    """Reserve one free subnet per prefix length in `prefixlens` (plus the `explicit` ones).
+    avoid: Iterable[AnyNetwork] = (),
+    prefixlens6: Sequence[int] = (),
+    pool6: Network6 = DEFAULT_POOL6,
+) -> list[AnyNetwork]:
+    """Reserve one free subnet per prefix length in `prefixlens` (IPv4, from `pool`) and
+    in `prefixlens6` (IPv6, from `pool6`), plus the `explicit` ones.
 
     An explicit subnet that another live topology holds raises
     SubnetOverlapError; the automatic ones skip every reserved subnet, every
     host route, and `avoid` (the topology's own explicit subnets that need
     no reservation because they never reach the host). They come back in
-    the order asked for.
+    the order asked for, the IPv4 ones first.
     """
     explicit = list(explicit)
-    host = host_networks()
+    host = host_networks(4)
+    if prefixlens6 or any(net.version == 6 for net in explicit):
+        host += host_networks(6)  # only IPv6 topologies pay for the second dump
     with _locked_reservations() as table:
-        taken = [ipaddress.IPv4Network(k) for k in table]
+        taken = [ipaddress.ip_network(k) for k in table]
         for net in explicit:
             for other in taken:
                 if net.overlaps(other):
@@ -89,21 +101,31 @@ def reserve(
                         f"subnet {net} overlaps {other}, which another live topology "
                         f"({table[str(other)].get('owner')}) holds: pick another subnet"
                     )
-        chosen: list[Network] = []
-        blocked = taken + host + explicit + list(avoid)
-        for prefixlen in prefixlens:
-            found = next((cand for cand in pool.subnets(new_prefix=prefixlen)
-                          if not any(cand.overlaps(b) for b in blocked)), None)
-            if found is None:
-                raise SubnetExhaustedError(
-                    f"no free /{prefixlen} subnet left in {pool} ({len(taken)} reserved): "
-                    "close topologies you no longer need, or run `pytest-netns cleanup`"
-                )
-            chosen.append(found)
-            blocked.append(found)
+        blocked = [*taken, *host, *explicit, *avoid]
+        chosen = [*_allocate(pool, prefixlens, blocked, len(taken)),
+                  *_allocate(pool6, prefixlens6, blocked, len(taken))]
         for net in chosen + explicit:
             table[str(net)] = {"pid": os.getpid(), "owner": owner}
         return chosen
+
+
+def _allocate(pool: AnyNetwork, prefixlens: Sequence[int], blocked: list[AnyNetwork],
+              reserved: int) -> list[AnyNetwork]:
+    """First fit in `pool` for each prefix length; each choice is blocked for the next."""
+    relevant = [b for b in blocked if b.version == pool.version and b.overlaps(pool)]
+    chosen: list[AnyNetwork] = []
+    for prefixlen in prefixlens:
+        found = next((cand for cand in pool.subnets(new_prefix=prefixlen)
+                      if not any(cand.overlaps(b) for b in relevant)), None)
+        if found is None:
+            raise SubnetExhaustedError(
+                f"no free /{prefixlen} subnet left in {pool} ({reserved} reserved): "
+                "close topologies you no longer need, or run `pytest-netns cleanup`"
+            )
+        chosen.append(found)
+        relevant.append(found)
+        blocked.append(found)
+    return chosen
 
 
 def prefixlen_for(hosts: int, longest: int = 24) -> int:
@@ -114,14 +136,14 @@ def prefixlen_for(hosts: int, longest: int = 24) -> int:
     return prefixlen
 
 
-def live_reservations() -> dict[Network, str]:
+def live_reservations() -> dict[AnyNetwork, str]:
     """Subnets that live pytest-netns processes hold, with their owners (read-only)."""
     try:
         with open(RESERVATIONS) as f:  # replaced atomically, so no lock is needed to read
             table: dict[str, dict[str, object]] = json.load(f)
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
-    return {ipaddress.IPv4Network(k): str(v.get("owner")) for k, v in table.items()
+    return {ipaddress.ip_network(k): str(v.get("owner")) for k, v in table.items()
             if process_alive(int(str(v.get("pid", 0))))}
 
 
@@ -134,7 +156,7 @@ def free_subnet_count(prefixlen: int = 24, pool: Network = DEFAULT_POOL) -> tupl
     return free, total
 
 
-def release(nets: Iterable[Network]) -> None:
+def release(nets: Iterable[AnyNetwork]) -> None:
     """Give reserved subnets back to the pool."""
     keys = [str(n) for n in nets]
     if not keys:
