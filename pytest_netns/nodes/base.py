@@ -160,6 +160,11 @@ class Node(ABC):
         It is stopped when the node goes away, or earlier with `.stop()`.
         """
 
+    @property
+    def running(self) -> bool:
+        """False once what the node stands for is gone (a container that was removed)."""
+        return True
+
     def update_names(self, edit: Callable[[str | None], str]) -> None:
         """Apply `edit` (current hosts text, None when there is none -> new text) to the
         hosts file the node's processes read. Nodes that resolve no names ignore it."""

@@ -51,6 +51,10 @@ class ContainerNode(Node):
     def netns_fd(self) -> int:
         return self._pinned
 
+    @property
+    def running(self) -> bool:
+        return os.path.exists(f"/proc/{self.pid}")
+
     def update_names(self, edit: Edit) -> None:
         """Rewrite the container's own /etc/hosts from the host, following no symlink."""
         try:

@@ -149,8 +149,9 @@ def describe_topology(topo: Topology) -> list[str]:
             if member.node == HOST:
                 peers = [f"{m.node}:{m.ifname}" for m in seg.members if m.node != HOST]
                 address = f"{member.ip}/{seg.subnet.prefixlen}"
-                if member.ip6 and seg.subnet6 is not None:
-                    address += f",{member.ip6}/{seg.subnet6.prefixlen}"
+                ip6 = seg.ip6_of(member.node)
+                if ip6 and seg.subnet6 is not None:
+                    address += f",{ip6}/{seg.subnet6.prefixlen}"
                 rows.append(["host", "root netns", member.ifname, address, "",
                              f"{seg.name} to {', '.join(peers)}"])
     return [head, *_align(rows)]

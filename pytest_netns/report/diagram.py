@@ -84,8 +84,8 @@ class _Resolver:
             for seg in topo.segments.values():
                 for member in seg.members:
                     self.by_address.setdefault(member.ip, node_id(i, member.node))
-                    if member.ip6:
-                        self.by_address.setdefault(member.ip6, node_id(i, member.node))
+                for node, ip6 in seg.ip6s.items():
+                    self.by_address.setdefault(ip6, node_id(i, node))
         self.unknown: dict[str, str] = {}
 
     def __call__(self, value: str) -> str:
@@ -176,8 +176,9 @@ def _subnets(seg: Segment) -> tuple[str, ...]:
 def _member_lines(seg: Segment, m: Member) -> list[str]:
     """`eth1 10.64.0.2/24`, and on an IPv6 segment `eth1 fd6e:...::2/64` below it."""
     lines = [f"{m.ifname} {m.ip}/{seg.subnet.prefixlen}"]
-    if m.ip6 and seg.subnet6 is not None:
-        lines.append(f"{m.ifname} {m.ip6}/{seg.subnet6.prefixlen}")
+    ip6 = seg.ip6s.get(m.node)
+    if ip6 and seg.subnet6 is not None:
+        lines.append(f"{m.ifname} {ip6}/{seg.subnet6.prefixlen}")
     return lines
 
 

@@ -121,7 +121,7 @@ def parse_subnet6(value: object, hosts_needed: int = 2) -> Network6:
         )
     usable = usable_hosts6(net)
     if usable < hosts_needed:
-        longest = 128 - max((hosts_needed + 1).bit_length(), 1)
+        longest = 128 - max(hosts_needed.bit_length(), 1)
         raise SubnetTooSmallError(
             f"IPv6 subnet {text!r} has room for {usable} host address(es), but this topology "
             f"needs {hosts_needed}: use a prefix length of /{longest} or shorter (/64 is usual)"

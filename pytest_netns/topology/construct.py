@@ -186,10 +186,11 @@ class Constructor:
                 link = NodeLink(seg.name, prefixlen,
                                 (a, self._end(e1.node, e1.ifname, e1.ip, e1.ip6)), prefixlen6)
             links.append(self._add(link))
-        members = tuple(Member(e.node, e.ifname, e.ip or "", e.ip6)
-                        for link in links for e in link.ends if e.ip is not None)
-        topo.segments[seg.name] = Segment(seg.name, seg.kind, seg.subnet, members, detail,
-                                          seg.subnet6)
+        ends = [e for link in links for e in link.ends if e.ip is not None]
+        topo.segments[seg.name] = Segment(
+            seg.name, seg.kind, seg.subnet, tuple(Member(e.node, e.ifname, e.ip or "")
+                                                  for e in ends),
+            detail, seg.subnet6, {e.node: e.ip6 for e in ends if e.ip6})
 
     def _add(self, link: Link) -> Link:
         """Hand the link to the topology first, so teardown covers a half-made one."""
@@ -213,9 +214,10 @@ class Constructor:
                     node = topo.nodes[spec.name]
                     node.netlink.add_route("0.0.0.0/0", gateway=router.ip)
                     node.routes.append(("default", router.ip))
-                    if router.ip6:
-                        node.netlink.add_route("::/0", gateway=router.ip6)
-                        node.routes.append(("default", router.ip6))
+                    gateway6 = seg.ip6_of(router.node)
+                    if gateway6:
+                        node.netlink.add_route("::/0", gateway=gateway6)
+                        node.routes.append(("default", gateway6))
                     break
         for route in self.plan.routes:
             node = topo.nodes[route.node]

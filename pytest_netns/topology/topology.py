@@ -198,7 +198,8 @@ class Topology:
         errors: list[BaseException] = []
         work = janitor()
         for node in self.named:
-            if not node.owned:  # an attached container keeps what it had, not our names
+            # an attached container keeps what it had, not our names (if it is still there)
+            if not node.owned and node.running:
                 try:
                     node.update_names(names.edit_removing(self))
                 except BaseException as exc:
