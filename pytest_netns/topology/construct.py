@@ -40,8 +40,12 @@ log = logging.getLogger(__name__)
 
 IPV6_OFF = {"net.ipv6.conf.all.disable_ipv6": "1"}  # "all" sets "default" too
 # "all" enables every interface there is and sets "default" for the ones to come;
-# accept_ra is read per interface, copied from "default" when one is created
-IPV6_ON = {"net.ipv6.conf.all.disable_ipv6": "0", "net.ipv6.conf.default.accept_ra": "0"}
+# accept_ra and accept_dad are read per interface, copied from "default" when one is
+# created. Without DAD a link-local address is usable at once too: a router resolves
+# the next hop of a forwarded packet from its link-local address, and sends nothing
+# while that address is tentative (the first second of a link's life).
+IPV6_ON = {"net.ipv6.conf.all.disable_ipv6": "0", "net.ipv6.conf.default.accept_ra": "0",
+           "net.ipv6.conf.default.accept_dad": "0"}
 
 
 class Constructor:

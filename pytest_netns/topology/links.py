@@ -191,10 +191,12 @@ class HostLink(Link):
                                 alias=topo.session.alias)
         topo.add_host_interface(self._interface(topo, host_end, self.kind))
         if host_end.ip6:
-            # our own interface only: the host's end takes no router advertisements,
-            # and has IPv6 even where the host's default is to disable it
+            # our own interface only, before its carrier comes on: it takes no router
+            # advertisements, skips DAD (see construct.IPV6_ON), and has IPv6 even
+            # where the host's default is to disable it
             conf = f"net/ipv6/conf/{host_end.ifname}"
-            host().netlink.sysctls({f"{conf}/accept_ra": "0", f"{conf}/disable_ipv6": "0"})
+            host().netlink.sysctls({f"{conf}/accept_ra": "0", f"{conf}/accept_dad": "0",
+                                    f"{conf}/disable_ipv6": "0"})
         self._record(topo, node, end)
         host().netlink.configure(host_end.ifname, self._addresses(host_end))
         node.netlink.configure(end.ifname, self._addresses(end), self._tag(topo, node))
