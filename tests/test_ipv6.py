@@ -295,7 +295,7 @@ def test_family_mismatches_name_the_value(make_bridged_pair: Any) -> None:
     v4 = make_bridged_pair()
     with pytest.raises(InvalidProbeError, match="no IPv6 address"):
         ping(v4.a, v4.b, family=6)
-    with pytest.raises(InvalidAddressError, match="'10.1.2.3'"):
+    with pytest.raises(InvalidAddressError, match=r"'10\.1\.2\.3'"):
         ping(v4.a, "10.1.2.3", family=6)
     with pytest.raises(InvalidProbeError, match="family 5"):
         ping(v4.a, v4.b, family=5)
