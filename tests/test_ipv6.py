@@ -155,6 +155,17 @@ def test_host_only_link_ipv6_subnet_is_clear_of_the_hosts_routes(
         assert not ours.overlaps(other), route
 
 
+def test_closing_takes_the_hosts_ipv6_route_away_at_once(make_host_only_link: Any) -> None:
+    link = make_host_only_link(ipv6=True)
+    routes = [r["dst"] for r in iproute_json(None, "-6", "route", "show")]
+    assert link.subnet6 in routes
+    link.close()  # the veth itself is deleted later, by the janitor
+    assert link.subnet6 not in [r["dst"] for r in iproute_json(None, "-6", "route", "show")]
+    addresses = [a["local"] for ln in iproute_json(None, "-6", "addr", "show")
+                 for a in ln.get("addr_info", [])]
+    assert link.host_ip6 not in addresses
+
+
 def test_nat_uplink_masquerades_ipv6(make_nat_uplink: Any) -> None:
     nat = make_nat_uplink(ipv6=True)
     router6 = nat.router.interface("eth1").ip6

@@ -144,8 +144,10 @@ class Netlink:
         ifname: str,
         addresses: list[tuple[str, int]],
         alias: str | None = None,
+        sysctls: dict[str, str] | None = None,
     ) -> int:
-        """Bring `ifname` up, tag it and give it its addresses, in one thread hop.
+        """Bring `ifname` up, tag it and give it its addresses, in one thread hop
+        (after writing `sysctls`, if any).
 
         IPv6 addresses skip duplicate address detection: the topology chose
         them, and DAD would hold them back for about a second.
@@ -155,6 +157,8 @@ class Netlink:
             idx = index_of(ifname)
             if idx is None:
                 raise TopologyBuildError(f"interface {ifname!r} not found in {self.thread.label}")
+            for name, value in (sysctls or {}).items():
+                sysctl.write(name, value)
             rt.set_link(idx, up=True, alias=alias or None)
             for address, prefixlen in addresses:
                 rt.add_address(idx, address, prefixlen, nodad=":" in address)

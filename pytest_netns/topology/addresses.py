@@ -6,6 +6,7 @@ the bad value and what would be valid, so bad input changes nothing.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable
@@ -246,21 +247,29 @@ def _special_name(net: Network) -> str:
     }[str(net)]
 
 
-def host_networks(version: int = 4) -> list[AnyNetwork]:
-    """Every prefix of one IP version that the host's root namespace routes or owns,
-    default route excluded (it overlaps everything)."""
+def host_networks(ipv6: bool = False) -> list[AnyNetwork]:
+    """Every IPv4 prefix (and with `ipv6` every IPv6 one too) that the host's root
+    namespace routes or owns, default routes excluded (they overlap everything).
+
+    Both families come from one dump of each kind, so IPv6 costs no extra round trip.
+    """
     import socket
 
     from ..kernel.rtnl import host_prefixes
 
-    family = socket.AF_INET6 if version == 6 else socket.AF_INET
-    return [ipaddress.ip_network(f"{addr}/{plen}", strict=False)
-            for addr, plen in host_prefixes(family)]
+    family = socket.AF_UNSPEC if ipv6 else socket.AF_INET
+    return [_network(addr, plen) for addr, plen in host_prefixes(family)]
+
+
+@functools.lru_cache(maxsize=4096)
+def _network(address: str, prefixlen: int) -> AnyNetwork:
+    """A prefix the host routes, parsed once: the same few come back on every build."""
+    return ipaddress.ip_network((address, prefixlen), strict=False)
 
 
 def check_clear_of_host(net: AnyNetwork, host: Iterable[AnyNetwork] | None = None) -> None:
     """SubnetOverlapError if `net` collides with one of the host's routes."""
-    for other in host if host is not None else host_networks(net.version):
+    for other in host if host is not None else host_networks(net.version == 6):
         if net.overlaps(other) and not other.is_loopback:
             raise SubnetOverlapError(
                 f"subnet {net} overlaps the host's route {other}: pick a subnet the host does "

@@ -190,17 +190,22 @@ class HostLink(Link):
         host().netlink.add_veth(host_end.ifname, end.ifname, node.netns_fd(),
                                 alias=topo.session.alias)
         topo.add_host_interface(self._interface(topo, host_end, self.kind))
-        if host_end.ip6:
-            # our own interface only, before its carrier comes on: it takes no router
-            # advertisements, skips DAD (see construct.IPV6_ON), and has IPv6 even
-            # where the host's default is to disable it
-            conf = f"net/ipv6/conf/{host_end.ifname}"
-            host().netlink.sysctls({f"{conf}/accept_ra": "0", f"{conf}/accept_dad": "0",
-                                    f"{conf}/disable_ipv6": "0"})
         self._record(topo, node, end)
-        host().netlink.configure(host_end.ifname, self._addresses(host_end))
+        host().netlink.configure(host_end.ifname, self._addresses(host_end),
+                                 sysctls=self._host_sysctls(host_end))
         node.netlink.configure(end.ifname, self._addresses(end), self._tag(topo, node))
         host().netlink.activate(host_end.ifname)  # its carrier came on with the node's end
+
+    @staticmethod
+    def _host_sysctls(host_end: End) -> dict[str, str]:
+        """With IPv6, for our own interface only, before its carrier comes on: it takes
+        no router advertisements, skips DAD (see construct.IPV6_ON), and has IPv6 even
+        where the host's default is to disable it."""
+        if not host_end.ip6:
+            return {}
+        conf = f"net/ipv6/conf/{host_end.ifname}"
+        return {f"{conf}/accept_ra": "0", f"{conf}/accept_dad": "0",
+                f"{conf}/keep_addr_on_down": "0", f"{conf}/disable_ipv6": "0"}
 
     def teardown(self, topo: Topology, janitor: Janitor) -> None:
         """Free the host end's name and route now; the janitor deletes it later.
@@ -213,10 +218,22 @@ class HostLink(Link):
         host_end = self.ends[1]
         if not self._recorded(host(), host_end):
             return
-        index = host().netlink.retire(host_end.ifname, topo.session.ifname("x"),
-                                      self._addresses(host_end))
+        addresses = self._addresses(host_end)
+        if not _host_keeps_ipv6_on_down():  # setting it down removes its IPv6 addresses
+            addresses = [a for a in addresses if ":" not in a[0]]
+        index = host().netlink.retire(host_end.ifname, topo.session.ifname("x"), addresses)
         if index is not None:
             janitor.delete_host_link(index)
+
+
+@functools.cache
+def _host_keeps_ipv6_on_down() -> bool:
+    """Whether the host keeps IPv6 addresses on links set down (keep_addr_on_down in
+    "all" wins over ours, which we set to 0)."""
+    try:
+        return host().netlink.sysctl("net.ipv6.conf.all.keep_addr_on_down") not in ("0", "-1")
+    except OSError:  # no IPv6 in this kernel
+        return False
 
 
 class NatUplink(HostLink):

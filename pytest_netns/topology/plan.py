@@ -112,17 +112,12 @@ def make_plan(
     explicit_host: list[AnyNetwork] = [s.subnet for s in segments
                                        if s.subnet is not None and s.touches_host]
     explicit6 = [s.subnet6 for s in segments if s.subnet6 is not None] if ipv6 else []
-    if explicit_host:
-        host_nets = host_networks(4)
-        for net in explicit_host:
-            check_clear_of_host(net, host_nets)
-    if explicit6:
-        # every explicit IPv6 subnet, not only those that reach the host: the host
-        # routes all of IPv6 somewhere (its default route), and a topology /64 equal
-        # to one of its own would be one nobody can tell apart from the host's
-        host6 = host_networks(6)
-        for net6 in explicit6:
-            check_clear_of_host(net6, host6)
+    host_nets = host_networks(ipv6)  # read once: checks and allocation both use it
+    # every explicit IPv6 subnet, not only those that reach the host: the host
+    # routes all of IPv6 somewhere (its default route), and a topology /64 equal
+    # to one of its own would be one nobody can tell apart from the host's
+    for net in [*explicit_host, *explicit6]:
+        check_clear_of_host(net, host_nets)
     auto = [s for s in segments if s.subnet is None]
     auto6 = [s for s in segments if s.subnet6 is None] if ipv6 else []
     explicit_host += [s.subnet6 for s in segments if s.subnet6 is not None and s.touches_host]
@@ -133,6 +128,7 @@ def make_plan(
         avoid=[n for s in segments if not s.touches_host
                for n in (s.subnet, s.subnet6) if n is not None],
         prefixlens6=[64] * len(auto6),
+        host=host_nets,
     )
     reserved = (*chosen, *explicit_host)
     try:

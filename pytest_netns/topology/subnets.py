@@ -78,6 +78,7 @@ def reserve(
     avoid: Iterable[AnyNetwork] = (),
     prefixlens6: Sequence[int] = (),
     pool6: Network6 = DEFAULT_POOL6,
+    host: Sequence[AnyNetwork] | None = None,
 ) -> list[AnyNetwork]:
     """Reserve one free subnet per prefix length in `prefixlens` (IPv4, from `pool`) and
     in `prefixlens6` (IPv6, from `pool6`), plus the `explicit` ones.
@@ -86,12 +87,12 @@ def reserve(
     SubnetOverlapError; the automatic ones skip every reserved subnet, every
     host route, and `avoid` (the topology's own explicit subnets that need
     no reservation because they never reach the host). They come back in
-    the order asked for, the IPv4 ones first.
+    the order asked for, the IPv4 ones first. `host` is the host's prefixes,
+    when the caller has just read them.
     """
     explicit = list(explicit)
-    host = host_networks(4)
-    if prefixlens6 or any(net.version == 6 for net in explicit):
-        host += host_networks(6)  # only IPv6 topologies pay for the second dump
+    if host is None:
+        host = host_networks(bool(prefixlens6) or any(net.version == 6 for net in explicit))
     with _locked_reservations() as table:
         taken = [ipaddress.ip_network(k) for k in table]
         for net in explicit:
@@ -147,9 +148,10 @@ def live_reservations() -> dict[AnyNetwork, str]:
             if process_alive(int(str(v.get("pid", 0))))}
 
 
-def free_subnet_count(prefixlen: int = 24, pool: Network = DEFAULT_POOL) -> tuple[int, int]:
+def free_subnet_count(prefixlen: int = 24, pool: AnyNetwork = DEFAULT_POOL) -> tuple[int, int]:
     """(free, total): how many /prefixlen subnets of the pool an allocation could take now."""
-    blocked = [n for n in [*host_networks(), *live_reservations()] if n.overlaps(pool)]
+    blocked = [n for n in [*host_networks(pool.version == 6), *live_reservations()]
+               if n.version == pool.version and n.overlaps(pool)]
     total = 2 ** (prefixlen - pool.prefixlen)
     free = sum(1 for cand in pool.subnets(new_prefix=prefixlen)
                if not any(cand.overlaps(b) for b in blocked))
