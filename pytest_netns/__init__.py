@@ -148,6 +148,7 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
         NatUplink as NatUplink,
     )
     from .topology.segments import Segment as Segment
+    from .topology.shared import NetnsFactory as NetnsFactory
     from .topology.spec import HOST as HOST
     from .topology.topology import Topology as Topology
 
@@ -178,6 +179,7 @@ _WHERE = {
     **dict.fromkeys(["BridgedPair", "HostOnlyLink", "IsolatedContainer", "NatUplink"],
                     "topology.recipes"),
     "Segment": "topology.segments",
+    "NetnsFactory": "topology.shared",
     "HOST": "topology.spec",
     "Topology": "topology.topology",
 }

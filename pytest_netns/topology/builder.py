@@ -356,10 +356,11 @@ class TopologyBuilder:
         until the plan's topology closes, or `Plan.release()`.
         """
         require_privileges()  # one clear error before any file or namespace is made
-        if not self.ipv6 and any(":" in r.via for r in self._routes):
+        routes6 = [r for r in self._routes if ":" in r.via]
+        if not self.ipv6 and routes6:
             raise InvalidTopologyError(
-                f"an IPv6 route ({self._routes[0].dst} via ...) on a topology made without "
-                "IPv6: pass ipv6=True"
+                f"route {routes6[0].dst} via {routes6[0].via} is an IPv6 route, on a topology "
+                "made without IPv6: pass ipv6=True"
             )
         return make_plan(self.label, f"{self.session.id}:{self.label}", self._nodes,
                          list(self._segments.values()), self._routes, self._expect, self.ipv6)

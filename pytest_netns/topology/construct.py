@@ -18,7 +18,9 @@ work the moment `build()` returns.
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 from typing import TYPE_CHECKING
 
 from ..errors import InterfaceNameError, VerificationError
@@ -28,6 +30,7 @@ from ..nodes.host import host
 from ..nodes.images import DEFAULT_COMMAND, DEFAULT_IMAGE
 from ..nodes.namespace import NamespaceNode
 from . import names
+from .addresses import IPV6_SYSCTLS
 from .links import End, GuestNic, HostLink, Link, NatUplink, NodeLink, SwitchPort
 from .plan import Plan, PlannedSegment
 from .segments import Member, Segment
@@ -46,6 +49,12 @@ IPV6_OFF = {"net.ipv6.conf.all.disable_ipv6": "1"}  # "all" sets "default" too
 # while that address is tentative (the first second of a link's life).
 IPV6_ON = {"net.ipv6.conf.all.disable_ipv6": "0", "net.ipv6.conf.default.accept_ra": "0",
            "net.ipv6.conf.default.accept_dad": "0"}
+
+
+@functools.cache
+def kernel_has_ipv6() -> bool:
+    """False on a kernel booted with ipv6.disable=1: no IPv6 sysctl to write at all."""
+    return os.path.isdir(IPV6_SYSCTLS)
 
 
 class Constructor:
@@ -85,7 +94,7 @@ class Constructor:
         self.topo.add_node(node, spec.role)
         # switches forward IPv6 frames without an IPv6 stack of their own
         ipv6 = self.plan.ipv6 and spec.role.visible
-        sysctls = dict(IPV6_ON if ipv6 else IPV6_OFF)
+        sysctls = dict(IPV6_ON if ipv6 else IPV6_OFF if kernel_has_ipv6() else {})
         if spec.role == Role.ROUTER:
             sysctls["net.ipv4.ip_forward"] = "1"
             if ipv6:
