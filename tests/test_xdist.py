@@ -149,3 +149,23 @@ def test_automatic_subnets_avoid_the_topologys_own_explicit_ones(make_nat_uplink
     assert nat.subnet == str(upcoming)
     assert not ipaddress.ip_network(nat.subnet).overlaps(
         ipaddress.ip_network(nat.upstream_subnet)), (nat.subnet, nat.upstream_subnet)
+
+
+def test_reservations_of_another_version_are_kept_and_ignored() -> None:
+    """Another pytest-netns on the host (another version, another family) shares the file:
+    its entries must neither break this one's allocation nor be dropped by it."""
+    from pytest_netns.topology.subnets import _locked_reservations, release, reserve
+
+    foreign = ["fd6e:6574:6e73:77::/64", "vlan:42"]  # a family it knows, and one it does not
+    with _locked_reservations() as table:
+        for key in foreign:
+            table[key] = {"pid": os.getpid(), "owner": "another version"}
+    try:
+        (net,) = reserve([24], owner="test_xdist foreign")
+        release([net])
+        with _locked_reservations() as table:
+            assert [table[key]["owner"] for key in foreign] == ["another version"] * 2
+    finally:
+        with _locked_reservations() as table:
+            for key in foreign:
+                table.pop(key, None)

@@ -62,6 +62,19 @@ def _locked_reservations(
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def _subnet(key: str) -> AnyNetwork | None:
+    """A reservation key as an IPv4 or IPv6 subnet; None for any other entry.
+
+    Other pytest-netns processes on the host share this file and may be of
+    another version, with entries this one does not know: they are kept,
+    and never mistaken for address space.
+    """
+    try:
+        return ipaddress.ip_network(key)
+    except ValueError:
+        return None
+
+
 def release_dead() -> list[str]:
     """Free every reservation whose process is gone; describe each one freed."""
     freed: list[str] = []
@@ -94,7 +107,7 @@ def reserve(
     if host is None:
         host = host_networks(bool(prefixlens6) or any(net.version == 6 for net in explicit))
     with _locked_reservations() as table:
-        taken = [ipaddress.ip_network(k) for k in table]
+        taken = [net for net in map(_subnet, table) if net is not None]
         for net in explicit:
             for other in taken:
                 if net.overlaps(other):
@@ -144,7 +157,8 @@ def live_reservations() -> dict[AnyNetwork, str]:
             table: dict[str, dict[str, object]] = json.load(f)
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
-    return {ipaddress.ip_network(k): str(v.get("owner")) for k, v in table.items()
+    return {net: str(v.get("owner")) for k, v in table.items()
+            if (net := _subnet(k)) is not None
             if process_alive(int(str(v.get("pid", 0))))}
 
 
