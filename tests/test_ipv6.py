@@ -295,6 +295,18 @@ def test_probes_speak_icmpv6_tcp_and_udp(make_bridged_pair: Any) -> None:
     assert matrix[(pair.a, pair.b)].dst == pair.b_ip6
 
 
+def test_icmpv6_errors_name_the_hop_that_sent_them(make_nat_uplink: Any) -> None:
+    nat = make_nat_uplink(ipv6=True)
+    router6 = nat.router.interface("eth1").ip6
+    # beyond the router, which routes no IPv6 off the machine: it answers, nothing leaves
+    beyond = ping(nat.node, "fd00:dead:beef::1")
+    assert beyond.state == "unreachable", beyond
+    assert f"ICMPv6 no route to destination from {router6}" in beyond.detail
+    closed = probe_udp(nat.node, nat.router, 9, family=6)
+    assert closed.state == "closed" and router6 in closed.detail, closed
+    assert probe_tcp(nat.node, nat.router, 9, family=6).state == "closed"
+
+
 def test_probes_from_the_host_over_ipv6(make_host_only_link: Any) -> None:
     link = make_host_only_link(ipv6=True)
     assert ping("host", link.node, family=6).ok

@@ -47,6 +47,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from ..errors import EgressError, NetnsError
+from ..kernel.rtnl import family_of
 from ..nodes.base import Node
 from .receiver import RECEIVER, Batch, Key, Pending, Scapy
 from .result import PAYLOAD, SILENT
@@ -158,10 +159,6 @@ def _bound(kind: int, count: int, family: int = socket.AF_INET) -> list[socket.s
         sock.setblocking(False)
         out.append(sock)
     return out
-
-
-def family_of(address: str) -> int:
-    return socket.AF_INET6 if ":" in address else socket.AF_INET
 
 
 def _peer6(address: str) -> str:

@@ -132,9 +132,11 @@ def make_plan(
     )
     reserved = (*chosen, *explicit_host)
     try:
-        subnets = dict(zip((s.name for s in auto), chosen[:len(auto)], strict=True))
-        subnets6 = dict(zip((s.name for s in auto6), chosen[len(auto):], strict=True))
-        planned = assign(segments, nodes, subnets, subnets6)  # type: ignore[arg-type]
+        chosen4 = [n for n in chosen if isinstance(n, ipaddress.IPv4Network)]
+        chosen6 = [n for n in chosen if isinstance(n, ipaddress.IPv6Network)]
+        planned = assign(segments, nodes,
+                         dict(zip((s.name for s in auto), chosen4, strict=True)),
+                         dict(zip((s.name for s in auto6), chosen6, strict=True)))
     except BaseException:
         release(reserved)
         raise
