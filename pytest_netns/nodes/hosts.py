@@ -93,5 +93,6 @@ class PrivateHosts:
         self._mounted = True
 
     def remove(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+        if self._written:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
