@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import Callable
 
 from ..kernel.mounts import mount_private_file, read_in_root, write_in_root
@@ -59,12 +60,14 @@ class PrivateHosts:
         self._edit: Edit | None = None
         self._written = False
         self._mounted = False
+        self._lock = threading.Lock()  # a node's first processes may start from two threads
 
     def update(self, edit: Edit) -> None:
         """Use `edit` from now on; rewrite the file now if a process may be reading it."""
-        self._edit = edit
-        if self._written:
-            self._write()
+        with self._lock:
+            self._edit = edit
+            if self._written:
+                self._write()
 
     def _write(self) -> None:
         os.makedirs(HOSTS_DIR, exist_ok=True)
@@ -83,14 +86,16 @@ class PrivateHosts:
         """Before the node starts a process: the file exists and its thread has it mounted."""
         if self._mounted:
             return
-        if not os.path.exists(HOSTS):  # nothing to mount over: names stay unresolved
-            log.debug("no %s on this host: %s gets no names", HOSTS, thread.label)
+        with self._lock:
+            if self._mounted:
+                return
+            if not os.path.exists(HOSTS):  # nothing to mount over: names stay unresolved
+                log.debug("no %s on this host: %s gets no names", HOSTS, thread.label)
+            else:
+                if not self._written:
+                    self._write()
+                thread.call(mount_private_file, self.path, HOSTS)
             self._mounted = True
-            return
-        if not self._written:
-            self._write()
-        thread.call(mount_private_file, self.path, HOSTS)
-        self._mounted = True
 
     def remove(self) -> None:
         if self._written:
