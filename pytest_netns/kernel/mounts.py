@@ -23,7 +23,8 @@ Two kernel tools for giving nodes their names (see `nodes/hosts.py`):
   /etc/hosts. Doing it once on the thread, rather than in each forked child
   (a `preexec_fn`), costs about 1 ms per node instead of about 5 ms per
   process: a `preexec_fn` makes Python fork where it would otherwise vfork.
-  The host's /etc/hosts is never changed.
+  The host's /etc/hosts is never changed, and the copy of the host's mount
+  table pins no network namespace (`detach_private_nsfs`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ RESOLVE_NO_SYMLINKS = 0x04
 RESOLVE_IN_ROOT = 0x10
 SAFE = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS
 CLONE_NEWNS = 0x00020000
+CLONE_FS = 0x00000200
 MS_BIND = 4096
 MS_REC = 16384
 MS_SLAVE = 1 << 19
@@ -215,21 +217,25 @@ def _helper(pid: int, path: str, text: str | None) -> str | None:
 # -- a private file over a path, for one thread and its children ----------------------
 
 
-def _nsfs_mounts() -> list[bytes]:
-    """Mount points of network-namespace files (nsfs) in the calling thread's mount table."""
+def _private_nsfs_mounts() -> list[bytes]:
+    """Mount points of network-namespace files (nsfs) in the calling thread's mount table
+    that receive no propagation: nothing but an unmount here would ever release them."""
     points = []
     with open("/proc/thread-self/mountinfo", "rb") as f:
         for line in f:
             fields = line.split()
             sep = fields.index(b"-")
-            if fields[sep + 1] == b"nsfs":
+            # optional fields sit between the mount options (6th) and "-"
+            if fields[sep + 1] == b"nsfs" and not any(
+                    tag.startswith(b"master:") for tag in fields[6:sep]):
                 # octal escapes (\040 for a space) as mountinfo writes them
                 points.append(fields[4].decode("unicode_escape").encode("latin-1"))
     return points
 
 
-def mount_private_file(source: str, target: str = "/etc/hosts") -> None:
-    """Give the calling thread a mount namespace of its own with `source` over `target`.
+def mount_private_file(source: str, target: str = "/etc/hosts") -> int:
+    """Give the calling thread a mount namespace of its own with `source` over `target`;
+    return a descriptor of that mount namespace.
 
     Call it on a namespace's worker thread: every process forked from that
     thread afterwards starts in this mount namespace, at no cost per process.
@@ -237,17 +243,37 @@ def mount_private_file(source: str, target: str = "/etc/hosts") -> None:
     its filesystem context with the other threads, and unshare(CLONE_NEWNS)
     unshares that context (CLONE_FS) along with it. Every mount is then made
     a slave, so nothing done here propagates back to the host while the
-    host's unmounts (a namespace being removed) still reach this copy; the
-    copies of network-namespace mounts are detached, so the thread and its
-    children pin no namespace of any topology; and finally the bind mount.
+    host's unmounts (a namespace being removed, under a shared /run/netns as
+    `ip netns` makes it) still reach this copy; then the bind mount. The
+    copies of namespace mounts that no unmount would reach are for
+    `detach_private_nsfs` to take away, off this thread.
     """
     libc = _libc()
     if libc.unshare(CLONE_NEWNS) != 0:
         raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
     if libc.mount(None, b"/", None, MS_REC | MS_SLAVE, None) != 0:
         raise OSError(ctypes.get_errno(), "making every mount a slave")
-    for point in reversed(_nsfs_mounts()):
-        libc.umount2(point, MNT_DETACH)
     if libc.mount(source.encode(), target.encode(), None, MS_BIND, None) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"bind-mounting {source} over {target}: {os.strerror(err)}")
+    return os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+
+
+def detach_private_nsfs(mntns_fd: int) -> None:
+    """Detach, inside the mount namespace `mntns_fd`, its private copies of network
+    namespace mounts (Docker's, for one), so that nothing started there keeps a
+    namespace of any topology alive. Closes the descriptor.
+
+    Each unmount waits for an RCU grace period (milliseconds on a busy host,
+    and there is one per running container), so this runs on a short-lived
+    thread of its own, which first leaves the shared filesystem context and
+    then joins that mount namespace: the node's processes start meanwhile.
+    """
+    libc = _libc()
+    try:
+        if libc.unshare(CLONE_FS) != 0 or libc.setns(mntns_fd, CLONE_NEWNS) != 0:
+            raise OSError(ctypes.get_errno(), "joining a node's mount namespace")
+    finally:
+        os.close(mntns_fd)
+    for point in reversed(_private_nsfs_mounts()):
+        libc.umount2(point, MNT_DETACH)

@@ -29,7 +29,12 @@ import os
 import threading
 from collections.abc import Callable
 
-from ..kernel.mounts import mount_private_file, read_in_root, write_in_root
+from ..kernel.mounts import (
+    detach_private_nsfs,
+    mount_private_file,
+    read_in_root,
+    write_in_root,
+)
 from ..kernel.netns import NetnsThread
 from ..ownership import STATE_DIR
 
@@ -94,7 +99,9 @@ class PrivateHosts:
             else:
                 if not self._written:
                     self._write()
-                thread.call(mount_private_file, self.path, HOSTS)
+                mntns = thread.call(mount_private_file, self.path, HOSTS)
+                threading.Thread(target=detach_private_nsfs, args=(mntns,),
+                                 name=f"netns-detach:{thread.label}", daemon=True).start()
             self._mounted = True
 
     def remove(self) -> None:
