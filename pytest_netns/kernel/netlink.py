@@ -192,28 +192,26 @@ class Netlink:
         ifname: str,
         addresses: list[tuple[str, int]],
         alias: str | None = None,
-        link_local: bool = True,
+        sysctls: dict[str, str] | None = None,
     ) -> int:
-        """Bring `ifname` up, tag it and give it its addresses, in one thread hop.
+        """Bring `ifname` up, tag it and give it its addresses, in one thread hop
+        (after writing `sysctls`, if any).
 
         See `configuring`; this runs it at once.
         """
-        return self.netns.call(self.configuring(ifname, addresses, alias, link_local))
+        return self.netns.call(self.configuring(ifname, addresses, alias, sysctls))
 
     def configuring(
         self,
         ifname: str,
         addresses: list[tuple[str, int]],
         alias: str | None = None,
-        link_local: bool = True,
+        sysctls: dict[str, str] | None = None,
     ) -> Callable[[], int]:
         """The work of `configure`, to run inside the namespace (alone or in a batch).
 
         IPv6 addresses skip duplicate address detection: the topology chose
-        them, and DAD would hold them back for about a second. With
-        `link_local=False` the link gets no IPv6 link-local address, and so
-        sends no IPv6 chatter of its own when it comes up (see
-        `rtnl.no_link_local_body`).
+        them, and DAD would hold them back for about a second.
         """
 
         def run(rt: Rtnl) -> int:
@@ -221,12 +219,8 @@ class Netlink:
             if idx is None:
                 raise TopologyBuildError(
                     f"interface {ifname!r} not found in {self.netns.label}")
-            if not link_local:
-                try:
-                    rt.no_link_local(idx)
-                except RtnlError as exc:
-                    if exc.code != errno.EAFNOSUPPORT:  # a kernel without IPv6
-                        raise
+            for name, value in (sysctls or {}).items():
+                sysctl.write(name, value)
             rt.set_link(idx, up=True, alias=alias or None)
             for address, prefixlen in addresses:
                 rt.add_address(idx, address, prefixlen, nodad=":" in address)
@@ -389,6 +383,27 @@ class Netlink:
         return self.job(f"forget {len(addresses)} neighbour(s) on {ifname}", run)
 
     # -- sysctls ----------------------------------------------------------
+
+    def sysctls(self, values: dict[str, str]) -> None:
+        """Write several sysctls of this namespace, in order, in one thread hop."""
+
+        def run() -> None:
+            for name, value in values.items():
+                sysctl.write(name, value)
+
+        if values:
+            log.debug("%s: sysctls %s", self.netns.label, values)
+            self.netns.call(run)
+
+    def prepare(self, values: dict[str, str]) -> None:
+        """A new namespace's first step: `lo` up, then `values` (sysctls), in one hop."""
+
+        def run(rt: Rtnl) -> None:
+            rt.set_link(1, up=True)
+            for name, value in values.items():
+                sysctl.write(name, value)
+
+        self._do(f"bring lo up, set {values or 'no sysctl'}", run)
 
     def sysctl(self, name: str, value: str | None = None) -> str:
         """Read (and optionally write) a sysctl of this namespace only."""

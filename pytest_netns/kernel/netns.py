@@ -232,9 +232,13 @@ class Netns:
             return fn(*args, **kwargs)
         return _pool().submit(self, fn, args, kwargs).result()
 
-    def popen(self, argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
-        """Start argv as a child forked inside the namespace."""
-        return self.call(subprocess.Popen, argv, **kwargs)
+    def popen(self, argv: list[str], mntns: int | None = None,
+              **kwargs: Any) -> subprocess.Popen[bytes]:
+        """Start argv as a child forked inside the namespace (and inside the mount
+        namespace `mntns`, a descriptor, when given: see `mounts.in_mount_namespace`)."""
+        if mntns is None:
+            return self.call(subprocess.Popen, argv, **kwargs)
+        return self.call(_popen_in_mount_namespace, mntns, argv, kwargs)
 
     def run(self, argv: list[str], stdin: bytes | None = None,
             timeout: float = 30.0) -> tuple[int, str]:
@@ -261,6 +265,14 @@ class Netns:
 
     def __repr__(self) -> str:
         return f"<Netns {self.label}>"
+
+
+def _popen_in_mount_namespace(mntns: int, argv: list[str],
+                               kwargs: dict[str, Any]) -> subprocess.Popen[bytes]:
+    from .mounts import in_mount_namespace
+
+    with in_mount_namespace(mntns):
+        return subprocess.Popen(argv, **kwargs)
 
 
 def call_each(calls: Sequence[tuple[Netns, Callable[[], T]]]) -> list[T]:

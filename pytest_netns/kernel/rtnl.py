@@ -39,9 +39,8 @@ RTM_NEWROUTE, RTM_GETROUTE = 24, 26
 RTM_NEWNEIGH, RTM_DELNEIGH = 28, 29
 F_REPLACE = 0x100
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MASTER, IFLA_LINKINFO = 1, 3, 10, 18
-IFLA_IFALIAS, IFLA_AF_SPEC, IFLA_NET_NS_FD = 20, 26, 28
+IFLA_IFALIAS, IFLA_NET_NS_FD = 20, 28
 IFLA_NUM_TX_QUEUES, IFLA_NUM_RX_QUEUES = 31, 32
-IFLA_INET6_ADDR_GEN_MODE, IN6_ADDR_GEN_MODE_NONE = 8, 1
 NDMSG = struct.Struct("=BxxxiHBB")  # struct ndmsg
 NDA_DST, NDA_LLADDR = 1, 2
 NUD_REACHABLE, NUD_STALE = 0x02, 0x04
@@ -149,18 +148,6 @@ def new_link_body(ifname: str, kind: str, data: bytes = b"", master: int | None 
     if master is not None:
         body += attr(IFLA_MASTER, u32(master))
     return body + attr(IFLA_LINKINFO, info)
-
-
-def no_link_local_body(index: int) -> bytes:
-    """RTM_NEWLINK turning IPv6 address generation off on a link (addrgenmode none).
-
-    Sent while the link is down: a link that comes up without a link-local
-    address sends no duplicate address detection, MLD report or router
-    solicitation. It must be a request of its own: within one request the
-    kernel applies the up flag before the address family settings.
-    """
-    mode = attr(IFLA_INET6_ADDR_GEN_MODE, bytes([IN6_ADDR_GEN_MODE_NONE]))
-    return ifinfo(index) + attr(IFLA_AF_SPEC, attr(socket.AF_INET6, mode))
 
 
 def neighbour_body(index: int, address: str, mac: str | None = None,
@@ -439,9 +426,6 @@ class Rtnl:
         self.request(RTM_NEWLINK, new_link_body(ifname, kind, data, master, single_queue, mac),
                      create=True)
 
-    def no_link_local(self, index: int) -> None:
-        self.request(RTM_NEWLINK, no_link_local_body(index))
-
     def set_neighbour(self, index: int, address: str, mac: str) -> None:
         """Add or replace a neighbour entry (STALE: as if ARP had just answered)."""
         self._send(RTM_NEWNEIGH, F_REQUEST | F_ACK | F_CREATE | F_REPLACE,
@@ -494,19 +478,24 @@ class Rtnl:
 
 
 def host_prefixes(family: int = socket.AF_INET) -> list[tuple[str, int]]:
-    """(address, prefixlen) of every route (all tables, default excluded) and address.
+    """(address, prefixlen) of every route (all tables, defaults excluded) and address,
+    of one family, or of IPv4 and IPv6 alike with AF_UNSPEC (one dump of each kind).
 
     Subnet allocation checks these on every build; it runs in the calling
     thread's namespace and decodes only what it needs.
     """
+    wanted = (socket.AF_INET, socket.AF_INET6) if family == socket.AF_UNSPEC else (family,)
     rt = Rtnl()
     try:
-        routes = [(r.dst.split("/")[0], int(r.dst.split("/")[1])) for r in rt.routes(family)
-                  if not r.is_default]
-        addresses = [(a.address, a.prefixlen) for a in rt.addresses(family)]
+        # an AF_UNSPEC dump also holds other families' tables (multicast routing): skip them
+        routes = [decode_route(b) for b in rt.dump(RTM_GETROUTE, RTMSG.pack(
+            family, 0, 0, 0, 0, 0, 0, 0, 0)) if b[0] in wanted]
+        addresses = [(a.address, a.prefixlen) for a in rt.addresses(family)
+                     if a.family in wanted]
     finally:
         rt.close()
-    return routes + addresses
+    return [(r.dst.split("/")[0], int(r.dst.split("/")[1])) for r in routes
+            if not r.is_default] + addresses
 
 
 def link_aliases() -> list[tuple[str, str]]:

@@ -22,6 +22,7 @@ from ..ownership import Session
 from . import prefetch
 from .base import Node
 from .engine import docker_client, remove_container
+from .hosts import Edit, edit_container_hosts
 from .images import DEFAULT_COMMAND, ensure_image
 from .process import Process, as_argv
 
@@ -48,6 +49,20 @@ class ContainerNode(Node):
     @property
     def kind(self) -> str:
         return "container"
+
+    @property
+    def running(self) -> bool:
+        return os.path.exists(f"/proc/{self.pid}")
+
+    def update_names(self, edit: Edit) -> None:
+        """Rewrite the container's own /etc/hosts from the host, following no symlink."""
+        try:
+            edit_container_hosts(self.pid, edit)
+        except (OSError, NetnsError) as exc:
+            raise ContainerError(
+                f"cannot write /etc/hosts of container {self.name!r}: {exc}; names of the "
+                "other nodes will not resolve in it"
+            ) from exc
 
     def exec(self, argv: list[str] | str, timeout: float = 30.0) -> tuple[int, str]:
         self.check_open("run a command in")

@@ -1,7 +1,9 @@
 """A bare named network namespace as a node: the embedded default, and switches and routers.
 
 Commands run on the host's filesystem, inside the namespace, forked from
-a worker inside it (no `ip netns exec`, no helper process). Removing the
+a worker inside it (no `ip netns exec`, no helper process), with the
+node's own /etc/hosts (see `hosts.PrivateHosts`): every process of the node
+is forked inside the node's mount namespace, which holds it. Removing the
 node ends every process started in it, then unpins the namespace; the kernel
 reaps its links once nothing holds it.
 """
@@ -15,6 +17,7 @@ from collections.abc import Callable
 
 from ..kernel.netns import Netns, remove_named_netns
 from .base import Node
+from .hosts import Edit, PrivateHosts
 from .process import Process, as_argv, communicate, end_group, kill_in_netns, popen_in
 
 log = logging.getLogger(__name__)
@@ -28,15 +31,20 @@ class NamespaceNode(Node):
         super().__init__(name, handle.path, handle)
         self.owned = owned
         self._children: list[subprocess.Popen[bytes]] = []
+        self.hosts = PrivateHosts(os.path.basename(handle.path))
+
+    def update_names(self, edit: Edit) -> None:
+        self.hosts.update(edit)
 
     def exec(self, argv: list[str] | str, timeout: float = 30.0) -> tuple[int, str]:
-        """Run argv on the host's filesystem, inside this namespace."""
+        """Run argv on the host's filesystem, inside this namespace (with its own /etc/hosts)."""
         self.check_open("run a command in")
-        return communicate(popen_in(self.handle, as_argv(argv)), timeout)
+        mntns = self.hosts.mount(self.handle)
+        return communicate(popen_in(self.handle, as_argv(argv), mntns), timeout)
 
     def spawn(self, argv: list[str] | str) -> Process:
         self.check_open("start a process in")
-        proc = popen_in(self.handle, as_argv(argv))
+        proc = popen_in(self.handle, as_argv(argv), self.hosts.mount(self.handle))
         self._children.append(proc)
         return Process(as_argv(argv), lambda: end_group(proc))
 
@@ -52,5 +60,6 @@ class NamespaceNode(Node):
                 log.debug("%s: killed %s left in its namespace", self.name, killed)
         self._children.clear()
         self.release()
+        self.hosts.remove()
         if self.owned:
             (unpin or remove_named_netns)(self.netns)

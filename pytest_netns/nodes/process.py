@@ -46,10 +46,12 @@ def as_argv(argv: list[str] | str) -> list[str]:
     return [argv] if isinstance(argv, str) else list(argv)
 
 
-def popen_in(netns: Netns, argv: list[str]) -> subprocess.Popen[bytes]:
-    """Fork argv inside a namespace, in a process group of its own."""
-    return netns.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL, start_new_session=True)
+def popen_in(netns: Netns, argv: list[str], mntns: int | None = None,
+             ) -> subprocess.Popen[bytes]:
+    """Fork argv inside a namespace (and mount namespace `mntns`, if given), in a
+    process group of its own, in the caller's working directory."""
+    return netns.popen(argv, mntns, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       stdin=subprocess.DEVNULL, start_new_session=True, cwd=os.getcwd())
 
 
 def communicate(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int, str]:

@@ -5,6 +5,7 @@ What is checked, by default, for every topology:
 - a link between two nodes: one echo from one end to the other (the reply
   travels the other way, so one probe proves both directions);
 - a link to the host: one echo from the host to the node;
+- every check is an echo to each address family the segment has;
 - a switch: one echo from its first member to each other member, a star
   rather than every pair. The bridge is a plain learning bridge of ours (no
   VLANs, no port isolation, no firewall in its namespace), so if every
@@ -130,12 +131,15 @@ def _node(topo: Topology, name: str) -> Node:
 def _probe(checks: Sequence[Check], topo: Topology) -> list[tuple[Check, str, ProbeResult]]:
     from ..probes.engine import Spec, run
 
-    specs = []
+    specs, of = [], []
     for check in checks:
-        dst_ip = topo.segments[check.segment].ip_of(check.dst)
-        specs.append(Spec(_node(topo, check.src), dst_ip, check.dst, "icmp", None))
+        seg = topo.segments[check.segment]
+        for dst_ip in (seg.ip_of(check.dst), seg.ip6_of(check.dst)):  # each family it has
+            if dst_ip:
+                specs.append(Spec(_node(topo, check.src), dst_ip, check.dst, "icmp", None))
+                of.append(check)
     results = run(specs, TIMEOUT, attempts=ATTEMPTS)
-    return [(c, s.dst, r) for c, s, r in zip(checks, specs, results, strict=True) if not r.ok]
+    return [(c, s.dst, r) for c, s, r in zip(of, specs, results, strict=True) if not r.ok]
 
 
 # -- telling neighbours in advance ------------------------------------------------
@@ -156,7 +160,11 @@ def _entries(check: Check, topo: Topology, macs: dict[tuple[str, str], str]) -> 
     src_mac, dst_mac = macs.get((src.node, src.ifname)), macs.get((dst.node, dst.ifname))
     if src_mac is None or dst_mac is None:
         return []
-    return [(src.node, src.ifname, dst.ip, dst_mac), (dst.node, dst.ifname, src.ip, src_mac)]
+    entries = [(src.node, src.ifname, dst.ip, dst_mac), (dst.node, dst.ifname, src.ip, src_mac)]
+    src6, dst6 = seg.ip6_of(src.node), seg.ip6_of(dst.node)
+    if src6 and dst6:  # and what neighbour discovery would have left
+        entries += [(src.node, src.ifname, dst6, dst_mac), (dst.node, dst.ifname, src6, src_mac)]
+    return entries
 
 
 def _rounds(checks: list[Check], topo: Topology) -> list[tuple[list[Check], list[_Entry]]]:

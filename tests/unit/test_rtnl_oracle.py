@@ -89,11 +89,6 @@ def test_veth_with_its_macs_and_one_queue_each() -> None:
                               mac="02:00:00:00:00:01") == want
 
 
-def test_no_ipv6_link_local_address() -> None:
-    spec = {"attrs": [("AF_INET6", {"attrs": [("IFLA_INET6_ADDR_GEN_MODE", 1)]})]}
-    assert rtnl.no_link_local_body(6) == link(6, 0, 0, [("IFLA_AF_SPEC", spec)])
-
-
 def test_neighbour_entry() -> None:
     ndmsg = pytest.importorskip("pyroute2.netlink.rtnl.ndmsg").ndmsg
     want = body(ndmsg(), {"family": socket.AF_INET, "ifindex": 5, "state": rtnl.NUD_STALE},

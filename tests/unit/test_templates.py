@@ -59,3 +59,26 @@ def test_answers_to_a_syn_are_read_where_scapy_puts_them(flags: str) -> None:
     answer = bytes(inet.IP(src="10.0.0.2", dst="10.0.0.1", options=[])
                    / inet.TCP(sport=80, dport=40000, flags=flags, seq=5, ack=0x12345679))
     assert templates.syn_answer(answer, 20) == (0x12345679, int(inet.TCP(flags=flags).flags))
+
+
+@pytest.mark.parametrize(("ident", "seq"), [(1, 1), (0xFFFF, 4), (0x1234, 0xFFFF)])
+def test_ipv6_echo_request_is_what_scapy_builds_before_the_kernel_checksums_it(
+        ident: int, seq: int) -> None:
+    inet6 = pytest.importorskip("scapy.layers.inet6")
+    want = bytes(inet6.ICMPv6EchoRequest(id=ident, seq=seq, cksum=0) / Raw(PAYLOAD))
+    assert templates.echo_request6(ident, seq) == want
+
+
+def test_ipv6_echo_reply_is_recognised_and_everything_else_is_not() -> None:
+    inet6 = pytest.importorskip("scapy.layers.inet6")
+    reply = bytes(inet6.ICMPv6EchoReply(id=9, seq=3, cksum=0x1234) / Raw(PAYLOAD))
+    assert templates.echo_reply6(reply) == (9, 3)
+    request = bytes(inet6.ICMPv6EchoRequest(id=9, seq=3) / Raw(PAYLOAD))
+    assert templates.echo_reply6(request) is None
+    other = bytes(inet6.ICMPv6EchoReply(id=9, seq=3) / Raw(b"someone else"))
+    assert templates.echo_reply6(other) is None
+
+
+def test_ipv6_tcp_syn_is_what_scapy_builds_before_the_kernel_checksums_it() -> None:
+    want = bytes(inet.TCP(sport=40000, dport=80, flags="S", seq=7, window=64240, chksum=0))
+    assert templates.tcp_syn6(40000, 80, 7) == want
