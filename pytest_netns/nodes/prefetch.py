@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 #: the label that marks a container started ahead (besides the session's own)
 PREFETCH_LABEL = "pytest-netns.prefetched"
+#: background starts of one image that fail in a row before it is no longer started ahead
+GIVE_UP = 3
 
 
 class Prefetch:
@@ -55,7 +57,7 @@ class Prefetch:
     def __init__(self, depth: int) -> None:
         self.depth = depth
         self._ready: dict[str, collections.deque[Future[Container]]] = {}
-        self._failed: set[str] = set()  # keys whose background start failed: not again
+        self._failures: dict[str, int] = {}  # key -> background starts failed in a row
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=max(depth, 1),
                                             thread_name_prefix="netns-prefetch")
@@ -74,7 +76,7 @@ class Prefetch:
             ready = self._ready.setdefault(key, collections.deque())
             taken = [ready.popleft() for _ in range(min(count, len(ready)))]
             taken += [self._executor.submit(start) for _ in range(count - len(taken))]
-            if key not in self._failed:
+            if self._failures.get(key, 0) < GIVE_UP:
                 while len(ready) < self.depth:
                     future = self._executor.submit(start)
                     future.add_done_callback(functools.partial(self._check, key))
@@ -82,10 +84,19 @@ class Prefetch:
         return taken
 
     def _check(self, key: str, future: Future[Container]) -> None:
-        if not future.cancelled() and future.exception() is not None:
-            log.debug("prefetching %s failed: %s", key, future.exception())
-            with self._lock:
-                self._failed.add(key)
+        if future.cancelled():
+            return
+        with self._lock:
+            if future.exception() is None:
+                self._failures.pop(key, None)
+                return
+            self._failures[key] = self._failures.get(key, 0) + 1
+        log.debug("prefetching %s failed: %s", key, future.exception())
+
+    def failures(self) -> dict[str, int]:
+        """Background starts that failed in a row, per key (at GIVE_UP it stops trying)."""
+        with self._lock:
+            return dict(self._failures)
 
     def waiting(self, timeout: float = 60.0) -> list[str]:
         """Names of the containers started ahead and not taken yet (waits for those starting)."""
