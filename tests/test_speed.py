@@ -176,3 +176,19 @@ def test_a_custom_command_is_never_started_ahead(make_topology: Any, docker_only
     net = t.build()
     assert "prefetched" not in net["x"].container.name
     assert set(prefetch.waiting()) == before
+
+
+def test_a_node_process_starts_in_the_callers_directory(
+    make_topology: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, namespace_only: None
+) -> None:
+    """Shared workers fork a namespace node's processes; the caller's directory still counts."""
+    t = make_topology()
+    t.node("x")
+    net = t.build()
+    monkeypatch.chdir(tmp_path)
+    code, out = net["x"].exec(["pwd"])
+    assert (code, out.strip()) == (0, str(tmp_path))
+    with open(tmp_path / "marker", "w") as f:
+        f.write("here")
+    code, out = net["x"].exec(["cat", "marker"])  # a relative path, from the same place
+    assert (code, out) == (0, "here")

@@ -50,8 +50,12 @@ def popen_in(netns: Netns, argv: list[str], mntns: int | None = None,
              ) -> subprocess.Popen[bytes]:
     """Fork argv inside a namespace (and mount namespace `mntns`, if given), in a
     process group of its own, in the caller's working directory."""
+    try:
+        cwd: str | None = os.getcwd()
+    except OSError:  # it was removed: the child starts where the worker is
+        cwd = None
     return netns.popen(argv, mntns, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       stdin=subprocess.DEVNULL, start_new_session=True, cwd=os.getcwd())
+                       stdin=subprocess.DEVNULL, start_new_session=True, cwd=cwd)
 
 
 def communicate(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int, str]:
