@@ -46,6 +46,12 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
         InvalidTopologyError as InvalidTopologyError,
     )
     from .errors import (
+        LabFileError as LabFileError,
+    )
+    from .errors import (
+        LabStateError as LabStateError,
+    )
+    from .errors import (
         MissingToolError as MissingToolError,
     )
     from .errors import (
@@ -123,6 +129,9 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
         IsolatedContainerFactory as IsolatedContainerFactory,
     )
     from .topology.factories import (
+        LabFactory as LabFactory,
+    )
+    from .topology.factories import (
         NatUplinkFactory as NatUplinkFactory,
     )
     from .topology.factories import (
@@ -150,7 +159,8 @@ _WHERE = {
     **dict.fromkeys(
         ["ContainerError", "DockerUnavailableError", "EgressError", "ImageError",
          "InterfaceNameError", "InvalidAddressError", "InvalidArgumentError",
-         "InvalidProbeError", "InvalidTopologyError", "MissingToolError", "NetnsError",
+         "InvalidProbeError", "InvalidTopologyError", "LabFileError", "LabStateError",
+         "MissingToolError", "NetnsError",
          "NodeClosedError", "NotPermittedError", "SubnetExhaustedError", "SubnetOverlapError",
          "SubnetTooSmallError", "TopologyBuildError", "UnsupportedKindError",
          "VerificationError"], "errors"),
@@ -166,7 +176,8 @@ _WHERE = {
     "ProbeResult": "probes.result",
     "TopologyBuilder": "topology.builder",
     **dict.fromkeys(["BridgedPairFactory", "HostOnlyLinkFactory", "IsolatedContainerFactory",
-                     "NatUplinkFactory", "TopologyFactory"], "topology.factories"),
+                     "LabFactory", "NatUplinkFactory", "TopologyFactory"],
+                    "topology.factories"),
     "Link": "topology.links",
     **dict.fromkeys(["BridgedPair", "HostOnlyLink", "IsolatedContainer", "NatUplink"],
                     "topology.recipes"),

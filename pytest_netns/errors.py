@@ -45,6 +45,20 @@ class InvalidProbeError(InvalidArgumentError):
     """A probe asked for with arguments that cannot be sent (source, port, timeout)."""
 
 
+class LabFileError(InvalidTopologyError):
+    """A lab file that cannot be used: the message names the file, the place in it
+    (`links[3].endpoints[1]`, with its line where known) and what would be valid."""
+
+    def __init__(self, problem: str, place: str = "", file: str | None = None,
+                 line: int | None = None) -> None:
+        self.problem = problem
+        self.place = place
+        self.file = file
+        self.line = line
+        where = f"{file}:{line}: " if file and line else f"{file}: " if file else ""
+        super().__init__(f"{where}{place}: {problem}" if place else f"{where}{problem}")
+
+
 # -- the host cannot do what was asked ------------------------------------------
 
 
@@ -93,3 +107,8 @@ class EgressError(NetnsError):
 
 class NodeClosedError(NetnsError):
     """A node of a topology that was closed: nothing can run in it any more."""
+
+
+class LabStateError(NetnsError):
+    """A lab that is up when it must not be (a second `up`), or is not up (or not
+    whole) when a command needs it."""

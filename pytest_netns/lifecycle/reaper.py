@@ -13,7 +13,8 @@ registered (it may be a script using the library directly).
 
 Sessions whose topologies were kept for debugging (`ownership.mark_kept`)
 are skipped until `sweep(include_kept=True)`, which is what `pytest-netns
-cleanup` does.
+cleanup` does; so are labs (`pytest-netns up`), whose records go with their
+objects (`pytest-netns down` is such a sweep, of one lab's session).
 """
 
 from __future__ import annotations
@@ -36,9 +37,12 @@ from ..ownership import (
     KEPT_DIR,
     SESSIONS_DIR,
     STATE_DIR,
+    lab_names,
     listdir,
     process_alive,
+    read_lab,
     read_records,
+    remove_lab,
 )
 from ..topology.subnets import release_dead
 
@@ -141,6 +145,7 @@ def sweep(*, include_kept: bool = False, session_id: str | None = None) -> list[
     except Exception as exc:  # the engine stalled or went away: keep records for a retry
         judge.records_stay = True
         lines.append(f"could not sweep containers: {type(exc).__name__}: {exc}")
+    lines += _sweep_labs(judge)
     lines += _sweep_records(judge)
     return lines
 
@@ -327,6 +332,22 @@ def _sweep_links_in(fd: int, judge: _Judge, where: str) -> list[str]:
 
 
 # -- records ------------------------------------------------------------------
+
+
+def _sweep_labs(judge: _Judge) -> list[str]:
+    """The records of labs whose objects this sweep removed (and whose builder is gone)."""
+    lines: list[str] = []
+    if judge.records_stay:
+        return lines
+    for name in lab_names():
+        record = read_lab(name)
+        if record is None:  # being claimed by an `up` right now, or not a lab's folder
+            continue
+        sid, pid = str(record.get("session")), int(str(record.get("pid") or 0))
+        if sid not in judge.failed and judge.doomed(Owner(sid, pid)):
+            remove_lab(name)
+            lines.append(f"removed lab {name} (session {sid})")
+    return lines
 
 
 def _sweep_records(judge: _Judge) -> list[str]:

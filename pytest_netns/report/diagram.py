@@ -23,6 +23,7 @@ from ..topology.spec import HOST, Role, SegmentKind
 if TYPE_CHECKING:
     from ..probes.matrix import ReachabilityMatrix
     from ..probes.result import ProbeResult
+    from ..topology.labfile import LabSpec
     from ..topology.topology import Topology
 
 HOST_ID = "host"
@@ -159,6 +160,47 @@ def build(topologies: list[Topology], reach: list[Reach], unknown: dict[str, str
                   for ident, text in unknown.items()]
     out.edges += [Edge(r.src, r.dst, f"{r.what} {'ok' if r.ok else 'FAIL'}",
                        "ok" if r.ok else "fail") for r in reach]
+    return out
+
+
+def from_lab(spec: LabSpec) -> Diagram:
+    """A lab file as declared, before it is built: what `pytest-netns graph` draws for a
+    lab that is not up. Addresses and subnets chosen at build time say "auto"."""
+    out = Diagram(clusters=[f"{spec.name} (not up)"])
+    pinned: dict[str, list[str]] = {name: [] for name in spec.nodes}
+    for link in spec.links:
+        for name, address in link.ip.items():
+            if name in pinned:
+                pinned[name].append(f"{link.iface.get(name, '')} {address}".strip())
+    for node in spec.nodes.values():
+        what = ("attached container" if node.attach else node.kind if node.kind == "router"
+                else node.backend or (spec.backend if spec.backend != "auto" else None)
+                or "node")
+        out.boxes.append(Box(node_id(0, node.name), (f"{node.name} ({what})",
+                                                     *pinned[node.name]),
+                             "router" if node.kind == "router" else "node", 0))
+    for switch in spec.switches.values():
+        out.boxes.append(Box(node_id(0, switch.name),
+                             (switch.name, "switch", switch.subnet or "subnet auto"), "switch", 0))
+    for link in spec.links:
+        impair = "; ".join(", ".join(f"{k} {v}" for k, v in i.items()) for i in link.impair)
+        if len(link.endpoints) == 1:
+            (name,) = link.endpoints
+            stub = f"t0:stub{link.index}"
+            out.boxes.append(Box(stub, (f"guest-only {link.kind or 'NIC'}",
+                                        link.ip.get(name, "172.16.0.10/24")), "stub"))
+            out.edges.append(Edge(node_id(0, name), stub, "", "stub"))
+            continue
+        a, b = link.endpoints
+        label = "" if a in spec.switches or b in spec.switches else link.subnet or "subnet auto"
+        label = "\n".join(t for t in (label, impair) if t)
+        out.edges.append(Edge(node_id(0, a), node_id(0, b), label, "link"))
+    for node in spec.nodes.values():
+        if node.nat is not None:
+            out.edges.append(Edge(node_id(0, node.name), HOST_ID,
+                                  f"NAT upstream\n{node.nat.subnet or 'subnet auto'}", "link"))
+    if spec.host_links() or any(n.nat for n in spec.nodes.values()):
+        out.boxes.append(Box(HOST_ID, ("host (root netns)",), "host"))
     return out
 
 

@@ -8,10 +8,12 @@ describe calls only; the plugin provides the objects.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Protocol
 
 from .builder import TopologyBuilder
 from .recipes import BridgedPair, HostOnlyLink, IsolatedContainer, NatUplink
+from .topology import Topology
 
 
 class TopologyFactory(Protocol):
@@ -50,3 +52,12 @@ class NatUplinkFactory(Protocol):
                  upstream_subnet: str | None = None, node_ip: str | None = None,
                  iface: str = "eth1", container: Any = None,
                  real_uplink: bool = False) -> NatUplink: ...
+
+
+class LabFactory(Protocol):
+    """`make_lab(path)`: the lab file's topology, its `expect:` proved (AssertionError
+    listing the cells that differ); closed when the test ends."""
+
+    def __call__(self, path: str | os.PathLike[str], *, backend: str | None = None,
+                 image: str | None = None, verify: bool = True,
+                 check: bool = True) -> Topology: ...

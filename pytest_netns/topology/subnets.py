@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 from ..errors import SubnetExhaustedError, SubnetOverlapError
-from ..ownership import STATE_DIR, process_alive
+from ..ownership import STATE_DIR, is_kept, process_alive
 from .addresses import host_networks
 from .spec import Network
 
@@ -41,7 +41,7 @@ def _locked_reservations(
             except (FileNotFoundError, json.JSONDecodeError):
                 table = {}
             # a reservation of a process that is gone is free again
-            live = {k: v for k, v in table.items() if process_alive(int(str(v.get("pid", 0))))}
+            live = {k: v for k, v in table.items() if _held(v)}
             if freed is not None:
                 freed += [f"{k} ({v.get('owner')}, pid {v.get('pid')})"
                           for k, v in table.items() if k not in live]
@@ -53,6 +53,14 @@ def _locked_reservations(
             os.replace(tmp, RESERVATIONS)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _held(entry: dict[str, object]) -> bool:
+    """A reservation holds while its process runs, or while its session is kept: a lab
+    outlives the `pytest-netns up` that built it. The owner is "<session id>:<label>"."""
+    if process_alive(int(str(entry.get("pid", 0)))):
+        return True
+    return is_kept(str(entry.get("owner", "")).partition(":")[0])
 
 
 def _ipv4(key: str) -> Network | None:
@@ -136,7 +144,7 @@ def live_reservations() -> dict[Network, str]:
         return {}
     return {net: str(v.get("owner")) for k, v in table.items()
             if (net := _ipv4(k)) is not None
-            if process_alive(int(str(v.get("pid", 0))))}
+            if _held(v)}
 
 
 def free_subnet_count(prefixlen: int = 24, pool: Network = DEFAULT_POOL) -> tuple[int, int]:

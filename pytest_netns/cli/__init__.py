@@ -1,9 +1,11 @@
-"""The `pytest-netns` command: doctor, cleanup, image.
+"""The `pytest-netns` command: doctor, cleanup, image, and the lab commands.
 
 Each subcommand is a thin front for a library call, so what the command does
 is exactly what the plugin does. Errors the package raises are printed as
-one line naming the problem and its fix, with exit status 1; a traceback
-would only bury that line.
+one paragraph naming the problem and its fix, with exit status 1 (2 for a
+lab file that cannot be used, like any other bad command line); a
+traceback would only bury that paragraph. The lab commands (`up`, `down`,
+`exec`, `inspect`, `graph`, `check`, `capture`, ...) are in `labs.py`.
 """
 
 from __future__ import annotations
@@ -12,18 +14,18 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from .errors import NetnsError
+from ..errors import LabFileError, NetnsError
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from .doctor import main
+    from ..doctor import main
 
     return main()
 
 
 def _cleanup(args: argparse.Namespace) -> int:
-    from .kernel.privileges import require_privileges
-    from .lifecycle.reaper import sweep
+    from ..kernel.privileges import require_privileges
+    from ..lifecycle.reaper import sweep
 
     require_privileges()
     lines = sweep(include_kept=True, session_id=args.session)
@@ -34,8 +36,8 @@ def _cleanup(args: argparse.Namespace) -> int:
 
 
 def _image(args: argparse.Namespace) -> int:
-    from .nodes.engine import docker_client
-    from .nodes.images import BARE_IMAGE, DEFAULT_IMAGE, build_image, find_static_busybox
+    from ..nodes.engine import docker_client
+    from ..nodes.images import BARE_IMAGE, DEFAULT_IMAGE, build_image, find_static_busybox
 
     tag = args.tag or (BARE_IMAGE if args.bare else DEFAULT_IMAGE)
     busybox = find_static_busybox()
@@ -53,13 +55,19 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
 }
 
 
-def parser() -> argparse.ArgumentParser:
+def parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Namespace], int]]]:
+    """The argument parser, and the function of each subcommand."""
+    from .labs import add_commands
+
     top = argparse.ArgumentParser(
         prog="pytest-netns",
-        description="Network topologies for pytest: check this host, clean up, build images.",
+        description="Network topologies for pytest: check this host, clean up, build images; "
+        "bring lab files up, look into them, check them, take them down.",
     )
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (help_text, _) in COMMANDS.items():
+    functions = {}
+    for name, (help_text, function) in COMMANDS.items():
+        functions[name] = function
         cmd = sub.add_parser(name, help=help_text, description=help_text)
         if name == "cleanup":
             cmd.add_argument("--session", metavar="ID", help="only this session's leftovers "
@@ -69,16 +77,19 @@ def parser() -> argparse.ArgumentParser:
                              "pytest-netns/bare:1 with --bare)")
             cmd.add_argument("--bare", action="store_true",
                              help="only /bin/busybox: no shell, no applet links")
-    return top
+    functions.update(add_commands(sub))
+    return top, functions
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    top, functions = parser()
+    args = top.parse_args(argv)
     try:
-        return COMMANDS[args.command][1](args)
+        return functions[args.command](args)
     except NetnsError as exc:
-        print(f"pytest-netns {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        text = " ".join(str(exc).split())  # one paragraph, whatever the message holds
+        print(f"pytest-netns {args.command}: {type(exc).__name__}: {text}", file=sys.stderr)
+        return 2 if isinstance(exc, LabFileError) else 1
 
 
 if __name__ == "__main__":

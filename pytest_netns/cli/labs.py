@@ -1,0 +1,424 @@
+"""The lab commands: up, down, exec, inspect, graph, check, capture, impair, partition, heal.
+
+Each takes a lab file (or the name of a lab that is up) and is a thin front
+for the library: `topology.labfile` reads and checks the file,
+`lifecycle.labs` builds, records and removes labs, and every other command
+takes the lab up again from its record (`topology.reattach`) in its own
+process, so they work from any shell, long after `up` has exited.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..choices import BACKEND_CHOICES
+from ..errors import LabStateError, MissingToolError
+
+if TYPE_CHECKING:
+    from ..lifecycle.labs import Lab
+    from ..topology.labfile import LabSpec
+    from ..topology.topology import Topology
+
+Command = Callable[[argparse.Namespace], int]
+_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+# -- what a command is given ----------------------------------------------------------
+
+
+def _target(text: str) -> tuple[str, LabSpec | None]:
+    """A lab file (read and checked), or the name of a lab that is up."""
+    from ..topology.labfile import load
+
+    if not os.path.exists(text) and _NAME.fullmatch(text):
+        return text, None
+    spec = load(text)
+    return spec.name, spec
+
+
+def _lab(text: str) -> Lab:
+    from ..lifecycle.labs import need
+
+    name, _ = _target(text)
+    return need(name)
+
+
+def _spec_of(text: str) -> tuple[Lab, LabSpec]:
+    """The lab that is up, and its file (read now: `expect:` may have been edited)."""
+    from ..lifecycle.labs import need
+    from ..topology.labfile import load
+
+    name, spec = _target(text)
+    lab = need(name)
+    return lab, spec if spec is not None else load(lab.file)
+
+
+def _topology(lab: Lab, spec: LabSpec | None = None) -> Topology:
+    topo = lab.topology()
+    if spec is not None:
+        missing = [n for n in spec.members() if n not in topo.nodes]
+        if missing:
+            raise LabStateError(
+                f"{spec.file} declares {', '.join(missing)}, which lab {lab.name} (up since "
+                "before the file changed) does not have: take it down and up again")
+    return topo
+
+
+# -- up and down ------------------------------------------------------------------------
+
+
+def up(args: argparse.Namespace) -> int:
+    from ..lifecycle.labs import up as build
+    from ..topology.labfile import load
+
+    spec = load(args.file)
+    lab, topo = build(spec, backend=args.backend, image=args.image)
+    members = topo.members()
+    switches = [s for s in topo.segments.values() if str(s.kind) == "switch"]
+    print(f"lab {lab.name} is up: {len(members)} node(s), {len(switches)} switch(es), "
+          f"{lab.backend} backend, built in {topo.build_seconds * 1000:.0f} ms "
+          f"(session {lab.session})")
+    for line in _node_table(lab, topo, args.file):
+        print(line)
+    if switches:
+        print("switches: " + ", ".join(f"{s.name} {s.subnet}" for s in switches))
+    print(f"check it: pytest-netns check {args.file}; take it down: pytest-netns down "
+          f"{args.file}")
+    return 0
+
+
+def _node_table(lab: Lab, topo: Topology, file: str) -> list[str]:
+    from ..report.describe import enter_commands
+
+    enter = dict(enter_commands(topo))
+    rows = [("NODE", "KIND", "ADDRESSES", "ENTER")]
+    for name in topo.members():
+        node = topo.nodes[name]
+        addresses = ", ".join(
+            f"{i.ifname} {' '.join(a for a in (i.ip, getattr(i, 'ip6', None)) if a)}"
+            for i in node.interfaces if i.ip or getattr(i, "ip6", None)) or "-"
+        kind = str(topo.roles[name])
+        if kind == "node":
+            kind = node.kind
+        rows.append((name, kind, addresses, f"pytest-netns exec {file} {name}  "
+                                            f"(or: {enter[name]})"))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return ["  " + "  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  "
+            + r[3] for r in rows]
+
+
+def down(args: argparse.Namespace) -> int:
+    from ..lifecycle.labs import down as remove
+    from ..lifecycle.labs import find, labs
+
+    if args.all:
+        targets = labs()
+    elif args.file is None:
+        raise LabStateError("say which lab: pytest-netns down FILE (or --all)")
+    else:
+        name, _ = _target(args.file)
+        lab = find(name)
+        if lab is None:
+            print(f"lab {name} is not up: nothing to take down")
+            return 0
+        targets = [lab]
+    for lab in targets:
+        lines = remove(lab)
+        if args.verbose:
+            for line in lines:
+                print(f"  {line}")
+        print(f"lab {lab.name} is down ({len(lines)} object(s) removed)")
+    if args.all and not targets:
+        print("no lab is up")
+    return 0
+
+
+# -- looking at a lab ---------------------------------------------------------------------
+
+
+def exec_in(args: argparse.Namespace) -> int:
+    """Replace this process with the command (or a shell) inside the node."""
+    from ..kernel.netns import setns
+
+    lab = _lab(args.file)
+    argv = list(args.argv)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    record = _node_record(lab, args.node)
+    if record.get("container"):
+        docker = shutil.which("docker")
+        if docker is None:
+            raise MissingToolError(
+                f"node {args.node!r} is a container, and entering one needs the docker CLI, "
+                f"which is not installed: or use nsenter --net={record['netns']}")
+        tty = ["-t"] if sys.stdin.isatty() and sys.stdout.isatty() else []
+        os.execv(docker, [docker, "exec", "-i", *tty, record["container"], *(argv or ["sh"])])
+    env = dict(os.environ, **lab.record.get("env", {}).get(args.node, {}),
+               PYTEST_NETNS_LAB=lab.name, PYTEST_NETNS_NODE=args.node)
+    if not argv:
+        argv = [os.environ.get("SHELL") or "/bin/sh"]
+        env["PS1"] = f"[{lab.name}/{args.node}] \\w \\$ "
+    fd = os.open(record["netns"], os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        setns(fd, record["netns"])  # this process is single-threaded: all of it moves
+    finally:
+        os.close(fd)
+    try:
+        os.execvpe(argv[0], argv, env)
+    except OSError as exc:
+        print(f"pytest-netns exec: {argv[0]}: {exc.strerror}", file=sys.stderr)
+        return 127 if isinstance(exc, FileNotFoundError) else 126
+    return 0  # not reached
+
+
+def _node_record(lab: Lab, name: str) -> dict[str, Any]:
+    if lab.state != "up":
+        lab.topology()  # raises, saying why
+    nodes = {n["name"]: n for n in lab.record["topology"]["nodes"] if n["role"] != "hidden"}
+    if name not in nodes:
+        raise LabStateError(f"lab {lab.name} has no node {name!r}; its nodes: "
+                            f"{', '.join(nodes)}")
+    node: dict[str, Any] = nodes[name]
+    return node
+
+
+def lab_json(lab: Lab) -> dict[str, Any]:
+    """What `inspect --json` prints for one lab, from its record alone."""
+    out: dict[str, Any] = {"name": lab.name, "state": lab.state, "file": lab.file,
+                           "backend": lab.backend, "session": lab.session, "pid": lab.pid,
+                           "created": lab.record.get("created"), "nodes": {},
+                           "switches": {}, "links": [], "host": []}
+    topo = lab.record.get("topology")
+    if topo is None:
+        return out
+    for node in topo["nodes"]:
+        if node["role"] not in ("node", "router"):
+            continue
+        ifaces = node["interfaces"]
+        out["nodes"][node["name"]] = {
+            "ip": next((i["ip"] for i in ifaces if i.get("ip")), None),
+            "ip6": next((i["ip6"] for i in ifaces if i.get("ip6")), None),
+            "kind": node["role"],
+            "backend": "container" if node["container"] else "namespace",
+            "netns": node["netns"], "container": node["container"],
+            "interfaces": [{k: i.get(k) for k in ("ifname", "ip", "prefixlen", "ip6",
+                                                  "prefixlen6", "segment")} for i in ifaces],
+            "routes": node["routes"],
+            "command_pid": (lab.record.get("processes") or {}).get(node["name"]),
+        }
+    for seg in topo["segments"]:
+        if seg["kind"] == "switch":
+            out["switches"][seg["name"]] = {
+                "subnet": seg["subnet"], "subnet6": seg.get("subnet6"),
+                "members": [m["node"] for m in seg["members"]]}
+    for link in topo["links"]:
+        ends = link["ends"]
+        out["links"].append({"segment": link["state"]["segment"],
+                             "endpoints": [e["node"] for e in ends],
+                             "ends": [{k: e.get(k) for k in ("node", "ifname", "ip", "ip6")}
+                                      for e in ends],
+                             "impairment": (lab.record.get("impairments") or {}).get(
+                                 "-".join(e["node"] for e in ends))})
+    out["host"] = [{k: i.get(k) for k in ("ifname", "ip", "prefixlen", "ip6", "segment")}
+                   for i in topo["host_interfaces"]]
+    out["partitions"] = lab.record.get("partitions") or []
+    return out
+
+
+def inspect(args: argparse.Namespace) -> int:
+    from ..lifecycle.labs import labs
+    from ..report.describe import describe_topology, enter_commands
+
+    if args.file is None:
+        found = labs()
+        if args.json:
+            print(json.dumps({"labs": [lab_json(lab) for lab in found]}, indent=2))
+            return 0
+        if not found:
+            print("no lab is up")
+        for lab in found:
+            nodes = len(lab_json(lab)["nodes"])
+            print(f"{lab.name}: {lab.state}, {nodes} node(s); {lab}")
+        return 0
+    lab = _lab(args.file)
+    if args.json:
+        print(json.dumps(lab_json(lab), indent=2))
+        return 0
+    topo = _topology(lab)
+    print(lab)
+    for line in describe_topology(topo):
+        print(line)
+    print("enter:")
+    for name, command in enter_commands(topo):
+        print(f"  {name}: pytest-netns exec {args.file} {name}  (or: {command})")
+    return 0
+
+
+def graph(args: argparse.Namespace) -> int:
+    from ..lifecycle.labs import find
+    from ..report.diagram import build, from_lab, render_dot, render_mermaid, render_svg
+    from ..topology.labfile import load
+
+    name, spec = _target(args.file)
+    lab = find(name)
+    if lab is not None and lab.state == "up":
+        picture = build([_topology(lab)], [], {})
+    else:
+        picture = from_lab(spec if spec is not None else load(args.file))
+    if args.format == "mermaid":
+        text = render_mermaid(picture).encode()
+    elif args.format == "dot":
+        text = render_dot(picture).encode()
+    else:
+        text = _svg(render_dot(picture), render_svg)
+    if args.output in (None, "-"):
+        sys.stdout.buffer.write(text)
+    else:
+        with open(args.output, "wb") as f:
+            f.write(text)
+    return 0
+
+
+def _svg(dot: str, render: Callable[[str, str], str | None]) -> bytes:
+    with tempfile.TemporaryDirectory(prefix="pytest-netns-graph-") as tmp:
+        source, target = os.path.join(tmp, "lab.dot"), os.path.join(tmp, "lab.svg")
+        with open(source, "w") as f:
+            f.write(dot)
+        if render(source, target) is None:
+            raise MissingToolError("--format svg needs Graphviz's `dot` (apt-get install "
+                                   "graphviz); --format dot or mermaid need nothing")
+        with open(target, "rb") as f:
+            return f.read()
+
+
+def check(args: argparse.Namespace) -> int:
+    from ..topology.labs import check as probe
+
+    lab, spec = _spec_of(args.file)
+    if not spec.expect:
+        print(f"{spec.file} has no `expect:` section: nothing to check")
+        return 0
+    result = probe(_topology(lab, spec), spec, timeout=args.timeout)
+    print(result)
+    return 0 if result.ok else 1
+
+
+def capture(args: argparse.Namespace) -> int:
+    """Frames of one link until Ctrl-C, --count or --duration: to a pcap, or as text."""
+    from ..report.capture import LinkTap
+    from ..report.frames import describe
+    from ..report.pcap import PcapWriter
+
+    lab = _lab(args.file)
+    topo = _topology(lab)
+    tap = LinkTap(topo, topo.link(args.x, args.y))
+    to_stdout = args.write == "-" or (args.write is None and not sys.stdout.isatty())
+    out = sys.stdout.buffer if to_stdout else None
+    writer = None
+    if args.write not in (None, "-") or out is not None:
+        writer = PcapWriter(args.write if out is None else out, flush=True)
+    where = f"link {args.x}-{args.y} of lab {lab.name} (on {tap.where})"
+    print(f"capturing {where}" + (f" into {writer.path}" if writer else "") +
+          "; Ctrl-C stops", file=sys.stderr, flush=True)
+    stop = {"now": False}
+    signal.signal(signal.SIGINT, lambda *_: stop.update(now=True))
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    deadline = time.monotonic() + args.duration if args.duration else None
+    frames = 0
+    try:
+        while not stop["now"] and (args.count is None or frames < args.count):
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            for sec, usec, frame, length in tap.frames(min(left or 0.2, 0.2)):
+                if writer is not None:
+                    writer.write(sec, usec, frame, length)
+                else:
+                    print(describe(sec, usec, frame, length), flush=True)
+                frames += 1
+                if args.count is not None and frames >= args.count:
+                    break
+    finally:
+        drops = tap.drops
+        tap.close()
+        if writer is not None:
+            writer.close()
+    print(f"{frames} frame(s) captured on {where}"
+          + (f", {drops} dropped by the kernel" if drops else ""), file=sys.stderr)
+    return 0
+
+
+# -- the command line ---------------------------------------------------------------------
+
+FILE_HELP = "the lab file (YAML or JSON), or the name of a lab that is up"
+
+
+def add_commands(sub: Any) -> dict[str, Command]:
+    """Add the lab subcommands to `sub` (argparse subparsers); return name -> function."""
+    cmd = sub.add_parser("up", help="build a lab file's network and leave it up",
+                         description="Build the lab and leave it up; print each node with "
+                         "its addresses and how to enter it.")
+    cmd.add_argument("file", help="the lab file (YAML or JSON)")
+    cmd.add_argument("--backend", choices=BACKEND_CHOICES,
+                     help="what nodes are made of (wins over the file's `backend:`)")
+    cmd.add_argument("--image", help="image for container nodes that name none")
+
+    cmd = sub.add_parser("down", help="remove a lab (or every lab with --all)",
+                         description="Remove everything of a lab: namespaces, links, "
+                         "containers, processes, its record.")
+    cmd.add_argument("file", nargs="?", help=FILE_HELP)
+    cmd.add_argument("--all", action="store_true", help="every lab that is up")
+    cmd.add_argument("-v", "--verbose", action="store_true", help="list what was removed")
+
+    cmd = sub.add_parser("exec", help="run a command (or a shell) inside a node of a lab",
+                         description="Run CMD inside NODE (in its container, or inside its "
+                         "namespace on the host's filesystem); a shell without CMD. The exit "
+                         "status is CMD's.")
+    cmd.add_argument("file", help=FILE_HELP)
+    cmd.add_argument("node", help="a node, router or switch of the lab")
+    cmd.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD ...",
+                     help="the command and its arguments (a shell when none is given)")
+
+    cmd = sub.add_parser("inspect", help="the labs that are up, or one lab in detail",
+                         description="Without FILE: the labs that are up. With FILE: its "
+                         "nodes, links, addresses, routes and impairments.")
+    cmd.add_argument("file", nargs="?", help=FILE_HELP)
+    cmd.add_argument("--json", action="store_true", help="one JSON object")
+
+    cmd = sub.add_parser("graph", help="draw a lab (Mermaid, DOT or SVG)",
+                         description="Draw a lab: as built if it is up, as declared if not.")
+    cmd.add_argument("file", help=FILE_HELP)
+    cmd.add_argument("--format", choices=("mermaid", "dot", "svg"), default="mermaid")
+    cmd.add_argument("-o", "--output", help="write here instead of to standard output")
+
+    cmd = sub.add_parser("check", help="probe a lab's `expect:` section (exit 1 on a "
+                         "difference)", description="Probe every expectation of the "
+                         "file's `expect:` on the live lab, print the matrices and the "
+                         "differences; exit 1 if any cell differs.")
+    cmd.add_argument("file", help=FILE_HELP)
+    cmd.add_argument("--timeout", type=float, default=1.0,
+                     help="seconds a probe waits for an answer (default 1)")
+
+    cmd = sub.add_parser("capture", help="capture one link of a lab (pcap or text)",
+                         description="Capture every frame of the link between X and Y. "
+                         "With -w FILE a pcap (tcpdump, Wireshark); to a pipe a pcap stream "
+                         "(| tcpdump -r -); to a terminal one line per frame.")
+    cmd.add_argument("file", help=FILE_HELP)
+    cmd.add_argument("x", help="one end of the link (a node, switch or host)")
+    cmd.add_argument("y", help="the other end")
+    cmd.add_argument("-w", "--write", metavar="PCAP", help="write a pcap file (- for "
+                     "standard output)")
+    cmd.add_argument("-c", "--count", type=int, help="stop after this many frames")
+    cmd.add_argument("--duration", type=float, help="stop after this many seconds")
+    return {"up": up, "down": down, "exec": exec_in, "inspect": inspect, "graph": graph,
+            "check": check, "capture": capture}

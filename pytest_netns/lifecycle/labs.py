@@ -1,0 +1,247 @@
+"""Labs that outlive the command that built them: up, find, down.
+
+`pytest-netns up FILE` builds a lab and exits, and the lab stays up until
+`pytest-netns down`. So a lab is a kept session: its objects carry a
+session id of their own (namespaces, links and containers are named and
+labelled with it, as for any topology), a kept marker tells the crash
+watchdog and every start-of-session sweep to leave that session alone, and
+its subnet reservations hold while the marker exists. `down` is a sweep of
+that one session (`reaper.sweep`), which removes every object the lab's
+commands made, whichever process made it, and whatever state it is in
+(even half-built by an `up` that was killed). `cleanup` removes labs too.
+
+The lab's record (`/run/pytest-netns/labs/<name>/lab.json`) is what later
+commands (`exec`, `inspect`, `check`, `capture`, ...) start from, in any
+shell: its backend, its session, and a snapshot of the built topology that
+`topology.reattach` takes up again. A lab is known by the name in its
+file, so a second `up` of the same lab is refused, naming it. The folder
+also holds each namespace node's command output (`<node>.log`).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import LabStateError
+from ..ownership import (
+    ALIAS_PREFIX,
+    LABS_DIR,
+    Session,
+    lab_dir,
+    lab_names,
+    mark_kept,
+    process_alive,
+    process_start,
+    read_lab,
+    remove_lab,
+    unmark_kept,
+    write_lab,
+)
+
+if TYPE_CHECKING:
+    from ..topology.labfile import LabSpec
+    from ..topology.labs import Detached
+    from ..topology.topology import Topology
+
+#: how long `down` waits for the kernel to reap the host ends of the lab's veths
+LINKS_GONE_TIMEOUT = 10.0
+
+
+@dataclass
+class Lab:
+    """A lab's record: who built it, from which file, and what it is made of."""
+
+    name: str
+    record: dict[str, Any]
+
+    @property
+    def session(self) -> str:
+        return str(self.record.get("session", ""))
+
+    @property
+    def pid(self) -> int:
+        return int(self.record.get("pid") or 0)
+
+    @property
+    def state(self) -> str:
+        """"up", or "building" (by a live `up`, or one that was interrupted)."""
+        return str(self.record.get("state", "building"))
+
+    @property
+    def file(self) -> str:
+        return str(self.record.get("file", ""))
+
+    @property
+    def backend(self) -> str:
+        return str(self.record.get("backend", ""))
+
+    @property
+    def builder_alive(self) -> bool:
+        return process_alive(self.pid, int(self.record.get("start") or 0))
+
+    @property
+    def directory(self) -> str:
+        return lab_dir(self.name)
+
+    def topology(self) -> Topology:
+        """The lab taken up again in this process (kept: never torn down by it)."""
+        from ..topology.reattach import restore
+
+        if self.state != "up":
+            raise LabStateError(self._unfinished())
+        topo = restore(self.record["topology"])
+        return topo
+
+    def save(self) -> None:
+        write_lab(self.name, self.record)
+
+    def _unfinished(self) -> str:
+        if self.builder_alive:
+            return f"lab {self.name} is still being built (by pid {self.pid}): wait for it"
+        return (f"the `up` of lab {self.name} (pid {self.pid}) was interrupted before the lab "
+                f"was complete: `pytest-netns down {self.name}` removes what it built")
+
+    def __str__(self) -> str:
+        since = time.strftime("%Y-%m-%d %H:%M:%S",
+                              time.localtime(float(self.record.get("created") or 0)))
+        return (f"lab {self.name} ({self.state}, {self.backend} backend, from {self.file}, "
+                f"session {self.session}, built by pid {self.pid} at {since})")
+
+
+def find(name: str) -> Lab | None:
+    record = read_lab(name)
+    if record is None:
+        return None if not os.path.isdir(lab_dir(name)) else Lab(name, {"state": "building"})
+    return Lab(name, record)
+
+
+def need(name: str) -> Lab:
+    """The lab that is up under `name`, or LabStateError saying which are."""
+    lab = find(name)
+    if lab is None:
+        up = ", ".join(lab_names()) or "none"
+        raise LabStateError(f"lab {name} is not up (labs up: {up}); `pytest-netns up FILE` "
+                            "builds it")
+    return lab
+
+
+def labs() -> list[Lab]:
+    return [lab for lab in (find(n) for n in lab_names()) if lab is not None]
+
+
+# -- up -------------------------------------------------------------------------------
+
+
+def _claim(spec: LabSpec) -> None:
+    """Take the lab's name (mkdir is atomic), or say who holds it."""
+    os.makedirs(LABS_DIR, exist_ok=True)
+    try:
+        os.mkdir(lab_dir(spec.name))
+        return
+    except FileExistsError:
+        pass
+    lab = find(spec.name)
+    assert lab is not None
+    if lab.state == "up":
+        raise LabStateError(
+            f"{lab} is already up: `pytest-netns down {spec.name}` removes it (or give this "
+            "file another `name:`)"
+        )
+    raise LabStateError(lab._unfinished())
+
+
+def up(spec: LabSpec, backend: str | None = None, image: str | None = None) -> tuple[Lab,
+                                                                                     Topology]:
+    """Build the lab as a kept session and record it; on failure, nothing stays."""
+    from ..kernel.privileges import require_privileges
+    from ..topology.builder import TopologyBuilder
+    from ..topology.labs import describe
+    from ..topology.reattach import snapshot
+    from .backend import resolve_backend
+
+    require_privileges()
+    chosen = resolve_backend(backend or spec.backend or "auto")
+    _claim(spec)
+    session = Session()
+    lab = Lab(spec.name, {
+        "name": spec.name, "file": os.path.abspath(spec.file) if spec.file else None,
+        "backend": chosen, "session": session.id, "pid": session.pid,
+        "start": process_start(session.pid) or 0, "created": time.time(), "state": "building",
+    })
+    try:
+        lab.save()
+        mark_kept(session, [f"lab {spec.name}"])
+
+        def make_builder(**kw: Any) -> TopologyBuilder:
+            return TopologyBuilder(session=session, **kw)
+
+        builder, detached = describe(spec, make_builder, backend=chosen, image=image,
+                                     detached=True)
+        topo = builder.build()
+        lab.record.update(
+            state="up", topology=snapshot(topo),
+            env={n.name: dict(n.env) for n in spec.nodes.values() if n.env},
+            processes=_start_detached(topo, detached, lab.directory),
+        )
+        lab.save()
+    except BaseException:
+        _undo(lab, session)
+        raise
+    return lab, topo
+
+
+def _start_detached(topo: Topology, commands: list[Detached], directory: str) -> dict[str, int]:
+    """Start namespace nodes' commands, their output in `<node>.log` (not a pipe: the
+    `up` that starts them exits, and a write to a pipe without a reader kills)."""
+    pids = {}
+    for command in commands:
+        node = topo.nodes[command.node]
+        with open(os.path.join(directory, f"{command.node}.log"), "ab") as log:
+            proc = node.call(subprocess.Popen, command.argv, stdin=subprocess.DEVNULL,
+                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        pids[command.node] = proc.pid
+    return pids
+
+
+def _undo(lab: Lab, session: Session) -> None:
+    """After a failed build: the builder closed what it made; finish that, and forget it."""
+    from ..kernel.janitor import janitor, wait_for_links_gone
+
+    janitor().drain()
+    wait_for_links_gone(f"{ALIAS_PREFIX}{session.id}:", LINKS_GONE_TIMEOUT)
+    unmark_kept(session.id)
+    remove_lab(lab.name)
+
+
+# -- down -----------------------------------------------------------------------------
+
+
+def down(lab: Lab) -> list[str]:
+    """Remove every object of the lab's session, then its record; one line per object."""
+    from ..kernel.janitor import wait_for_links_gone
+    from ..kernel.privileges import require_privileges
+    from ..topology.subnets import release_dead
+    from .reaper import sweep
+
+    require_privileges()
+    if lab.state != "up" and lab.builder_alive:
+        raise LabStateError(lab._unfinished())
+    lines = []
+    if lab.session:
+        lines = sweep(include_kept=True, session_id=lab.session)
+        left = wait_for_links_gone(f"{ALIAS_PREFIX}{lab.session}:", LINKS_GONE_TIMEOUT)
+        failed = [line for line in lines if line.startswith("could not")]
+        if failed or left:
+            problems = "; ".join(failed + [f"links still present: {left}"] * bool(left))
+            raise LabStateError(f"lab {lab.name} is not completely down ({problems}); run "
+                                f"`pytest-netns down {lab.name}` again")
+        release_dead()  # its subnets, free now that the session is no longer kept
+    if os.path.isdir(lab.directory):
+        remove_lab(lab.name)
+        lines.append(f"removed lab {lab.name}")
+    return lines
+
