@@ -163,8 +163,8 @@ def exec_in(args: argparse.Namespace) -> int:
                 f"which is not installed: or use nsenter --net={record['netns']}")
         tty = ["-t"] if sys.stdin.isatty() and sys.stdout.isatty() else []
         os.execv(docker, [docker, "exec", "-i", *tty, record["container"], *(argv or ["sh"])])
-    env = dict(os.environ, **lab.record.get("env", {}).get(args.node, {}),
-               PYTEST_NETNS_LAB=lab.name, PYTEST_NETNS_NODE=args.node)
+    env = dict(os.environ, **record.get("environment") or {}, PYTEST_NETNS_LAB=lab.name,
+               PYTEST_NETNS_NODE=args.node)
     if not argv:
         argv = [os.environ.get("SHELL") or "/bin/sh"]
         env["PS1"] = f"[{lab.name}/{args.node}] \\w \\$ "

@@ -184,7 +184,6 @@ def up(spec: LabSpec, backend: str | None = None, image: str | None = None) -> t
         topo = builder.build()
         lab.record.update(
             state="up", topology=snapshot(topo),
-            env={n.name: dict(n.env) for n in spec.nodes.values() if n.env},
             processes=_start_detached(topo, detached, lab.directory),
         )
         lab.save()
@@ -202,7 +201,8 @@ def _start_detached(topo: Topology, commands: list[Detached], directory: str) ->
         node = topo.nodes[command.node]
         with open(os.path.join(directory, f"{command.node}.log"), "ab") as log:
             proc = node.call(subprocess.Popen, command.argv, stdin=subprocess.DEVNULL,
-                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                             env={**os.environ, **command.env})
         pids[command.node] = proc.pid
     return pids
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from ..kernel.netns import NetnsThread, remove_named_netns
 from .base import Node
@@ -23,20 +23,23 @@ log = logging.getLogger(__name__)
 class NamespaceNode(Node):
     """A bare named network namespace, for runs without Docker and for switches."""
 
-    def __init__(self, name: str, netns: str, thread: NetnsThread, owned: bool = True) -> None:
+    def __init__(self, name: str, netns: str, thread: NetnsThread, owned: bool = True,
+                 environment: Mapping[str, str] | None = None) -> None:
         super().__init__(name, netns, thread)
         self.owned = owned
+        #: added to the environment of every command run in it, as a container's is
+        self.environment = dict(environment or {})
         self._children: list[subprocess.Popen[bytes]] = []
         self._inode = os.stat(netns).st_ino
 
     def exec(self, argv: list[str] | str, timeout: float = 30.0) -> tuple[int, str]:
         """Run argv on the host's filesystem, inside this namespace."""
         self.check_open("run a command in")
-        return communicate(popen_in(self._thread, as_argv(argv)), timeout)
+        return communicate(popen_in(self._thread, as_argv(argv), self.environment), timeout)
 
     def spawn(self, argv: list[str] | str) -> Process:
         self.check_open("start a process in")
-        proc = popen_in(self._thread, as_argv(argv))
+        proc = popen_in(self._thread, as_argv(argv), self.environment)
         self._children.append(proc)
         return Process(as_argv(argv), lambda: end_group(proc))
 

@@ -14,7 +14,7 @@ import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from ..kernel.netns import NetnsThread
 
@@ -46,10 +46,13 @@ def as_argv(argv: list[str] | str) -> list[str]:
     return [argv] if isinstance(argv, str) else list(argv)
 
 
-def popen_in(thread: NetnsThread, argv: list[str]) -> subprocess.Popen[bytes]:
-    """Fork argv from a namespace's thread, in a process group of its own."""
+def popen_in(thread: NetnsThread, argv: list[str],
+             env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Fork argv from a namespace's thread, in a process group of its own; `env` is
+    added to this process's environment."""
     return thread.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL, start_new_session=True)
+                        stdin=subprocess.DEVNULL, start_new_session=True,
+                        env={**os.environ, **env} if env else None)
 
 
 def communicate(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int, str]:

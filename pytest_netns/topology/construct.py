@@ -60,7 +60,9 @@ class Constructor:
 
     def _create_namespace(self, spec: NodeSpec) -> None:
         path, thread = create_named_netns(self.topo.session.netns_name(spec.role.value))
-        node = NamespaceNode(spec.name, path, thread)
+        # a namespace node honours `environment`, as docker's containers.run() does
+        node = NamespaceNode(spec.name, path, thread,
+                             environment=spec.run_kwargs.get("environment"))
         self.topo.add_node(node, spec.role)
         node.netlink.set_up(1)  # lo
         if spec.role == Role.NODE and spec.command and spec.command != DEFAULT_COMMAND:

@@ -342,9 +342,9 @@ class _Checker:
         links = tuple(self.link(i, value) for i, value in enumerate(raw_links))
         self.check_names(nodes)
         self.check_membership(links)
+        self.check_overlaps(links)
         self.check_addresses(links)
         self.check_interfaces(links)
-        self.check_overlaps(links)
         expect = self.expectations(doc.get("expect") or [], links)
         return LabSpec(doc["name"], self.file, nodes, switches, links, expect,
                        doc.get("backend"), doc.get("image"), self.ipv6)

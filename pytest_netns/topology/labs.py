@@ -45,6 +45,7 @@ class Detached:
 
     node: str
     argv: list[str]
+    env: dict[str, str]
 
 
 def build(path: str | os.PathLike[str], make_builder: MakeBuilder, *,
@@ -150,17 +151,12 @@ def _node(builder: TopologyBuilder, node: NodeDecl, detached: bool) -> list[Deta
         return []
     backend = node.backend or builder.backend
     argv = command_argv(node)
-    run_kwargs: dict[str, Any] = {}
-    if backend == "docker":
-        if node.env:
-            run_kwargs["environment"] = dict(node.env)
-    elif argv is not None and node.env:  # a namespace node's environment, via env(1)
-        argv = ["env", *(f"{k}={v}" for k, v in node.env.items()), *argv]
+    environment = _given(environment=dict(node.env))
     if backend == "namespace" and detached and argv is not None:
-        builder.node(node.name, image=node.image, backend=backend, **aliases, **run_kwargs)
-        return [Detached(node.name, argv)]
+        builder.node(node.name, image=node.image, backend=backend, **aliases, **environment)
+        return [Detached(node.name, argv, dict(node.env))]
     builder.node(node.name, image=node.image, command=argv, backend=backend, **aliases,
-                 **run_kwargs)
+                 **environment)
     return []
 
 

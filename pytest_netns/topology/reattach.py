@@ -67,6 +67,7 @@ def snapshot(topo: Topology) -> dict[str, Any]:
             "netns": node.netns, "owned": node.owned,
             "container": node.container.id if node.container is not None else None,
             "interfaces": plain(node.interfaces), "routes": plain(node.routes),
+            "environment": dict(getattr(node, "environment", {})),
         })
     links = []
     for link in topo.links:
@@ -117,7 +118,8 @@ def _node(record: dict[str, Any], label: str) -> Node:
             f"node {name!r} of {label} is gone: its namespace {record['netns']} no longer "
             "exists (removed by hand, or by a reboot); `pytest-netns down` removes the rest"
         ) from None
-    return NamespaceNode(name, record["netns"], thread, owned=bool(record["owned"]))
+    return NamespaceNode(name, record["netns"], thread, owned=bool(record["owned"]),
+                         environment=record.get("environment"))
 
 
 def _container(name: str, ident: str, owned: bool, label: str) -> Node:
