@@ -34,6 +34,7 @@ SUITES: list[tuple[str, bool, str]] = [
     ("probe", True, "suite_probes:probe_vs_exec"),
     ("matrix", False, "suite_probes:matrix"),
     ("containers20", True, "suite_scale:twenty_containers"),
+    ("lab", False, "suite_labs:lab_up"),
     ("scale200", False, "suite_scale:two_hundred"),
     ("memory", False, "suite_process:peak_rss"),
 ]

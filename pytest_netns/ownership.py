@@ -15,7 +15,6 @@ import contextlib
 import itertools
 import json
 import os
-import secrets
 import threading
 
 STATE_DIR = "/run/pytest-netns"
@@ -34,7 +33,7 @@ class Session:
     """Identity and name source for one pytest process (one xdist worker)."""
 
     def __init__(self, sid: str | None = None) -> None:
-        self.id = sid or secrets.token_hex(3)
+        self.id = sid or os.urandom(3).hex()  # (secrets would import hashlib for this)
         self.pid = os.getpid()
         self._counter = itertools.count()
         self._lock = threading.Lock()

@@ -28,7 +28,10 @@ import pytest
 from netcheck import iproute_json
 from test_cli import SCRIPT, cli
 
-NETSTATE = Path(__file__).resolve().parents[2] / "shared" / "tools" / "netstate"
+# the shared tool sits beside the checkout (../shared), as CI lays it out
+NETSTATE = next((p for p in (Path(__file__).resolve().parents[2] / "shared/tools/netstate",
+                             Path("/work/shared/tools/netstate")) if p.exists()),
+                Path("../shared/tools/netstate"))
 STATE = Path("/run/pytest-netns")
 
 # the contract's demo file, exactly as written there

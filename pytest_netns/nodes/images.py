@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import tarfile
 import threading
 from typing import TYPE_CHECKING
 
@@ -68,6 +67,8 @@ def _context(busybox: str, install_applets: bool) -> io.BytesIO:
         lines.append('CMD ["/bin/sh"]')
     dockerfile = ("\n".join(lines) + "\n").encode()
     buf = io.BytesIO()
+    import tarfile  # only to build the image: not on every topology's import path
+
     with tarfile.open(fileobj=buf, mode="w") as tar:
         tar.add(busybox, arcname="busybox")
         info = tarfile.TarInfo("Dockerfile")

@@ -1,0 +1,109 @@
+"""`pytest-netns up` of a 3-node lab, side by side with the same lab built in a test.
+
+The command's own work is what it costs beyond starting Python: measured
+as the paired difference, round by round, between `pytest-netns up FILE`
+and `python -c pass` (the same interpreter), so drift on the shared machine
+cancels out. It includes importing what the command needs (PyYAML, the
+builder), reading and checking the file, building, and writing the lab's
+record. The in-process contender is what `make_lab` does in a test (read,
+check, build with the builder `make_topology` returns; no Python start, no
+imports, no record). `down` runs after each round, outside the timed part,
+and every round checks that nothing of the lab is left.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .context import Context
+from .harness import Row, Sample, absolute, fmt_s, interleave
+
+SCRIPT = str(Path(sys.executable).with_name("pytest-netns"))
+LAB = """\
+name: {name}
+nodes:
+  client: {{}}
+  server: {{}}
+  r1: {{kind: router}}
+switches:
+  lan: {{}}
+  dmz: {{}}
+links:
+  - endpoints: [client, lan]
+  - endpoints: [r1, lan]
+  - endpoints: [r1, dmz]
+  - endpoints: [server, dmz]
+"""
+IMPORTS = ("import time; t = time.perf_counter(); import pytest_netns.cli, "
+           "pytest_netns.cli.labs, pytest_netns.topology.labfile, yaml, "
+           "pytest_netns.lifecycle.labs, pytest_netns.topology.labs, "
+           "pytest_netns.topology.builder, pytest_netns.topology.reattach; "
+           "print(time.perf_counter() - t)")
+
+
+def _run(*argv: str) -> float:
+    started = time.perf_counter()
+    subprocess.run(list(argv), check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def lab_up(ctx: Context) -> None:
+    from pytest_netns.kernel.janitor import janitor
+    from pytest_netns.ownership import read_lab
+    from pytest_netns.topology.builder import TopologyBuilder
+    from pytest_netns.topology.labfile import load
+    from pytest_netns.topology.labs import describe
+
+    group = "lab file"
+    name = f"{ctx.tag}lab"
+    down = Sample()
+    with tempfile.TemporaryDirectory(prefix=f"{ctx.tag}-") as tmp:
+        path = os.path.join(tmp, "lab.yaml")
+        with open(path, "w") as f:
+            f.write(LAB.format(name=name))
+
+        def up() -> float:
+            took = _run(SCRIPT, "up", path, "--backend", "namespace")
+            record = read_lab(name) or {}
+            down.times.append(_run(SCRIPT, "down", path))
+            left = [n for n in os.listdir("/run/netns")
+                    if n.startswith(f"pytest-netns-{record.get('session')}-")]
+            if left or read_lab(name) is not None:
+                raise RuntimeError(f"`down` left {left} of lab {name}")
+            return took
+
+        def in_test() -> float:
+            started = time.perf_counter()
+            builder, _ = describe(load(path), lambda **kw: TopologyBuilder(
+                session=ctx.session, **kw), backend="namespace")
+            topo = builder.build()
+            took = time.perf_counter() - started
+            topo.close()
+            janitor().drain()
+            return took
+
+        samples = interleave(ctx.rounds, 2, settle=0.05,
+                             python=lambda: _run(sys.executable, "-c", "pass"),
+                             up=up, in_test=in_test)
+    python, whole, in_process = samples["python"], samples["up"], samples["in_test"]
+    own = Sample([u - p for u, p in zip(whole.times, python.times, strict=True)])
+    imports = Sample([float(subprocess.run([sys.executable, "-c", IMPORTS], check=True,
+                                           capture_output=True, text=True).stdout)
+                      for _ in range(max(ctx.rounds // 2, 5))])
+    ctx.add(absolute(group, "`pytest-netns up` of a 3-node lab (namespaces): its own work "
+                     "beyond Python start-up (median of paired differences)", own.median, 0.100,
+                     note=f"whole command {fmt_s(whole.median)}, `python -c pass` "
+                     f"{fmt_s(python.median)}; of the command's own work, its imports "
+                     f"(the CLI, PyYAML, the builder) take {fmt_s(imports.median)} "
+                     f"({imports.spread})"))
+    ctx.add(Row(group, "the same lab built in a test (make_lab: read, check, build; "
+                "in-process)", fmt_s(in_process.median),
+                note="what a test waits for; no interpreter start, imports or record"))
+    ctx.add(Row(group, "`pytest-netns down` of it (whole command)", fmt_s(down.median),
+                note="a sweep of the lab's session, then waiting until the kernel has "
+                "reaped every link"))
