@@ -21,7 +21,6 @@ also holds each namespace node's command output (`<node>.log`).
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -193,17 +192,19 @@ def up(spec: LabSpec, backend: str | None = None, image: str | None = None) -> t
     return lab, topo
 
 
-def _start_detached(topo: Topology, commands: list[Detached], directory: str) -> dict[str, int]:
+def _start_detached(topo: Topology, commands: list[Detached],
+                    directory: str) -> dict[str, int | None]:
     """Start namespace nodes' commands, their output in `<node>.log` (not a pipe: the
     `up` that starts them exits, and a write to a pipe without a reader kills)."""
-    pids = {}
+    from ..nodes.namespace import NamespaceNode
+
+    pids: dict[str, int | None] = {}
     for command in commands:
         node = topo.nodes[command.node]
-        with open(os.path.join(directory, f"{command.node}.log"), "ab") as log:
-            proc = node.call(subprocess.Popen, command.argv, stdin=subprocess.DEVNULL,
-                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                             env={**os.environ, **command.env})
-        pids[command.node] = proc.pid
+        assert isinstance(node, NamespaceNode)
+        process = node.spawn(command.argv, output=os.path.join(directory,
+                                                                 f"{command.node}.log"))
+        pids[command.node] = process.pid
     return pids
 
 

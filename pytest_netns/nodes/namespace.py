@@ -37,11 +37,13 @@ class NamespaceNode(Node):
         self.check_open("run a command in")
         return communicate(popen_in(self._thread, as_argv(argv), self.environment), timeout)
 
-    def spawn(self, argv: list[str] | str) -> Process:
+    def spawn(self, argv: list[str] | str, output: str | None = None) -> Process:
+        """Start argv in the background; with `output` (a file), its output is appended
+        there rather than to a pipe: for a process that outlives its caller (a lab's)."""
         self.check_open("start a process in")
-        proc = popen_in(self._thread, as_argv(argv), self.environment)
+        proc = popen_in(self._thread, as_argv(argv), self.environment, output)
         self._children.append(proc)
-        return Process(as_argv(argv), lambda: end_group(proc))
+        return Process(as_argv(argv), lambda: end_group(proc), proc.pid)
 
     def remove(self, defer: Callable[[Callable[[], None]], None] | None = None) -> None:
         """End every process started in it, then unpin the namespace (all at once)."""

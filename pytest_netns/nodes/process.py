@@ -22,8 +22,11 @@ from ..kernel.netns import NetnsThread
 class Process:
     """A background process started in a node; `stop()` ends it (idempotent)."""
 
-    def __init__(self, argv: list[str], stop: Callable[[], None]) -> None:
+    def __init__(self, argv: list[str], stop: Callable[[], None],
+                 pid: int | None = None) -> None:
         self.argv = argv
+        #: its host pid, where the node knows it (a namespace node's process)
+        self.pid = pid
         self._stop = stop
         self._stopped = False
 
@@ -46,13 +49,15 @@ def as_argv(argv: list[str] | str) -> list[str]:
     return [argv] if isinstance(argv, str) else list(argv)
 
 
-def popen_in(thread: NetnsThread, argv: list[str],
-             env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+def popen_in(thread: NetnsThread, argv: list[str], env: Mapping[str, str] | None = None,
+             output: str | None = None) -> subprocess.Popen[bytes]:
     """Fork argv from a namespace's thread, in a process group of its own; `env` is
-    added to this process's environment."""
-    return thread.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL, start_new_session=True,
-                        env={**os.environ, **env} if env else None)
+    added to this process's environment; its output goes to a pipe, or is appended to
+    the file `output`."""
+    with open(output, "ab") if output else contextlib.nullcontext() as log:
+        return thread.popen(argv, stdout=log or subprocess.PIPE, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, **env} if env else None)
 
 
 def communicate(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int, str]:

@@ -45,7 +45,6 @@ class Detached:
 
     node: str
     argv: list[str]
-    env: dict[str, str]
 
 
 def build(path: str | os.PathLike[str], make_builder: MakeBuilder, *,
@@ -154,7 +153,7 @@ def _node(builder: TopologyBuilder, node: NodeDecl, detached: bool) -> list[Deta
     environment = _given(environment=dict(node.env))
     if backend == "namespace" and detached and argv is not None:
         builder.node(node.name, image=node.image, backend=backend, **aliases, **environment)
-        return [Detached(node.name, argv, dict(node.env))]
+        return [Detached(node.name, argv)]
     builder.node(node.name, image=node.image, command=argv, backend=backend, **aliases,
                  **environment)
     return []
