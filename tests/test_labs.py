@@ -20,6 +20,7 @@ import re
 import secrets
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -372,6 +373,38 @@ def test_a_failed_build_leaves_nothing(tmp_path: Path, netns_backend: str) -> No
         assert pid_traces(proc.pid) == set()
         assert traces(token) == set()
         assert not (STATE / "labs" / f"lb{token}").exists()
+
+
+@pytest.mark.parametrize("after", [0.0, 0.02, 0.05, 0.15])
+def test_a_killed_up_leaves_a_lab_that_down_removes(tmp_path: Path, namespace_only: None,
+                                                    after: float) -> None:
+    """SIGKILL at any point of `up` (`after` seconds once its record exists): what it built
+    stays, protected from automatic sweeps, named by the lab; `down` removes all of it."""
+    from pytest_netns.lifecycle.reaper import sweep
+
+    token = secrets.token_hex(4)
+    name = f"lb{token}"
+    path = tmp_path / "lab.yaml"
+    path.write_text(LAB.format(name=name, token=token))
+    with labs_lock():
+        proc = subprocess.Popen([SCRIPT, "up", str(path), "--backend", "namespace"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        record = STATE / "labs" / name / "lab.json"
+        deadline = time.monotonic() + 60
+        while not record.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.001)
+        time.sleep(after)
+        proc.kill()
+        proc.wait()
+        session = json.loads(record.read_text())["session"]
+        sweep()  # what every session start does: it leaves the lab alone
+        assert (STATE / "kept" / session).exists() and record.exists()
+        again = cli("up", str(path), "--backend", "namespace")
+        assert again.returncode == 1 and name in again.stderr, again.stderr
+        assert "pytest-netns down" in again.stderr and "Traceback" not in again.stderr
+        done = cli("down", name)
+        assert done.returncode == 0, done.stderr
+        assert traces(session, token) == set() and pid_traces(proc.pid) == set()
 
 
 # -- broken files ---------------------------------------------------------------------------
