@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ..errors import LabFileError, NetnsError
+from .command import Command
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -35,6 +36,11 @@ def _cleanup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cleanup_arguments(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--session", metavar="ID", help="only this session's leftovers "
+                     "(its 6-hex id, as in /run/netns/pytest-netns-<id>-...)")
+
+
 def _image(args: argparse.Namespace) -> int:
     from ..nodes.engine import docker_client
     from ..nodes.images import BARE_IMAGE, DEFAULT_IMAGE, build_image, find_static_busybox
@@ -47,45 +53,51 @@ def _image(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
-    "doctor": ("what this host supports and what is missing (exit 1 if unusable)", _doctor),
-    "cleanup": ("remove what crashed or kept sessions left behind", _cleanup),
-    "image": ("build the local test image from the host's static busybox, no registry",
-              _image),
-}
+def _image_arguments(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--tag", help="image tag (default: pytest-netns/busybox:1, or "
+                     "pytest-netns/bare:1 with --bare)")
+    cmd.add_argument("--bare", action="store_true",
+                     help="only /bin/busybox: no shell, no applet links")
 
 
-def parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Namespace], int]]]:
-    """The argument parser, and the function of each subcommand."""
-    from .labs import add_commands
+def commands() -> dict[str, Command]:
+    from .labs import LAB_COMMANDS
 
+    return {
+        "doctor": Command("what this host supports and what is missing (exit 1 if unusable)",
+                          _doctor),
+        "cleanup": Command("remove what crashed or kept sessions (and labs) left behind",
+                           _cleanup, _cleanup_arguments),
+        "image": Command("build the local test image from the host's static busybox, no "
+                         "registry", _image, _image_arguments),
+        **LAB_COMMANDS,
+    }
+
+
+def parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser; only the command named in `argv` gets its arguments defined
+    (defining all of them costs more than most commands' own work)."""
     top = argparse.ArgumentParser(
         prog="pytest-netns",
         description="Network topologies for pytest: check this host, clean up, build images; "
         "bring lab files up, look into them, check them, take them down.",
     )
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    functions = {}
-    for name, (help_text, function) in COMMANDS.items():
-        functions[name] = function
-        cmd = sub.add_parser(name, help=help_text, description=help_text)
-        if name == "cleanup":
-            cmd.add_argument("--session", metavar="ID", help="only this session's leftovers "
-                             "(its 6-hex id, as in /run/netns/pytest-netns-<id>-...)")
-        if name == "image":
-            cmd.add_argument("--tag", help="image tag (default: pytest-netns/busybox:1, or "
-                             "pytest-netns/bare:1 with --bare)")
-            cmd.add_argument("--bare", action="store_true",
-                             help="only /bin/busybox: no shell, no applet links")
-    functions.update(add_commands(sub))
-    return top, functions
+    words = list(sys.argv[1:] if argv is None else argv)
+    for name, command in commands().items():
+        cmd = sub.add_parser(name, help=command.help,
+                             description=command.description or command.help)
+        cmd.set_defaults(run=command.run)
+        if command.arguments is not None and name in words[:1]:
+            command.arguments(cmd)
+    return top
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    top, functions = parser()
-    args = top.parse_args(argv)
+    args = parser(argv).parse_args(argv)
     try:
-        return functions[args.command](args)
+        run: Callable[[argparse.Namespace], int] = args.run
+        return run(args)
     except NetnsError as exc:
         text = " ".join(str(exc).split())  # one paragraph, whatever the message holds
         print(f"pytest-netns {args.command}: {type(exc).__name__}: {text}", file=sys.stderr)

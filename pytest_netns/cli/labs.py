@@ -16,20 +16,19 @@ import re
 import shutil
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..choices import BACKEND_CHOICES
 from ..errors import LabStateError, MissingToolError
+from .command import Command
 
 if TYPE_CHECKING:
     from ..lifecycle.labs import Lab
     from ..topology.labfile import LabSpec
     from ..topology.topology import Topology
 
-Command = Callable[[argparse.Namespace], int]
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
@@ -290,6 +289,8 @@ def graph(args: argparse.Namespace) -> int:
 
 
 def _svg(dot: str, render: Callable[[str, str], str | None]) -> bytes:
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="pytest-netns-graph-") as tmp:
         source, target = os.path.join(tmp, "lab.dot"), os.path.join(tmp, "lab.svg")
         with open(source, "w") as f:
@@ -363,62 +364,83 @@ def capture(args: argparse.Namespace) -> int:
 FILE_HELP = "the lab file (YAML or JSON), or the name of a lab that is up"
 
 
-def add_commands(sub: Any) -> dict[str, Command]:
-    """Add the lab subcommands to `sub` (argparse subparsers); return name -> function."""
-    cmd = sub.add_parser("up", help="build a lab file's network and leave it up",
-                         description="Build the lab and leave it up; print each node with "
-                         "its addresses and how to enter it.")
+def _up_arguments(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("file", help="the lab file (YAML or JSON)")
     cmd.add_argument("--backend", choices=BACKEND_CHOICES,
                      help="what nodes are made of (wins over the file's `backend:`)")
     cmd.add_argument("--image", help="image for container nodes that name none")
 
-    cmd = sub.add_parser("down", help="remove a lab (or every lab with --all)",
-                         description="Remove everything of a lab: namespaces, links, "
-                         "containers, processes, its record.")
+
+def _down_arguments(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("file", nargs="?", help=FILE_HELP)
     cmd.add_argument("--all", action="store_true", help="every lab that is up")
     cmd.add_argument("-v", "--verbose", action="store_true", help="list what was removed")
 
-    cmd = sub.add_parser("exec", help="run a command (or a shell) inside a node of a lab",
-                         description="Run CMD inside NODE (in its container, or inside its "
-                         "namespace on the host's filesystem); a shell without CMD. The exit "
-                         "status is CMD's.")
+
+def _exec_arguments(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("file", help=FILE_HELP)
     cmd.add_argument("node", help="a node, router or switch of the lab")
     cmd.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD ...",
                      help="the command and its arguments (a shell when none is given)")
 
-    cmd = sub.add_parser("inspect", help="the labs that are up, or one lab in detail",
-                         description="Without FILE: the labs that are up. With FILE: its "
-                         "nodes, links, addresses, routes and impairments.")
+
+def _inspect_arguments(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("file", nargs="?", help=FILE_HELP)
     cmd.add_argument("--json", action="store_true", help="one JSON object")
 
-    cmd = sub.add_parser("graph", help="draw a lab (Mermaid, DOT or SVG)",
-                         description="Draw a lab: as built if it is up, as declared if not.")
+
+def _graph_arguments(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("file", help=FILE_HELP)
     cmd.add_argument("--format", choices=("mermaid", "dot", "svg"), default="mermaid")
     cmd.add_argument("-o", "--output", help="write here instead of to standard output")
 
-    cmd = sub.add_parser("check", help="probe a lab's `expect:` section (exit 1 on a "
-                         "difference)", description="Probe every expectation of the "
-                         "file's `expect:` on the live lab, print the matrices and the "
-                         "differences; exit 1 if any cell differs.")
+
+def _check_arguments(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("file", help=FILE_HELP)
     cmd.add_argument("--timeout", type=float, default=1.0,
                      help="seconds a probe waits for an answer (default 1)")
 
-    cmd = sub.add_parser("capture", help="capture one link of a lab (pcap or text)",
-                         description="Capture every frame of the link between X and Y. "
-                         "With -w FILE a pcap (tcpdump, Wireshark); to a pipe a pcap stream "
-                         "(| tcpdump -r -); to a terminal one line per frame.")
+
+def _capture_arguments(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("file", help=FILE_HELP)
     cmd.add_argument("x", help="one end of the link (a node, switch or host)")
     cmd.add_argument("y", help="the other end")
-    cmd.add_argument("-w", "--write", metavar="PCAP", help="write a pcap file (- for "
-                     "standard output)")
+    cmd.add_argument("-w", "--write", metavar="PCAP",
+                     help="write a pcap file (- for standard output)")
     cmd.add_argument("-c", "--count", type=int, help="stop after this many frames")
     cmd.add_argument("--duration", type=float, help="stop after this many seconds")
-    return {"up": up, "down": down, "exec": exec_in, "inspect": inspect, "graph": graph,
-            "check": check, "capture": capture}
+
+
+def _commands() -> dict[str, Command]:
+    return {
+        "up": Command("build a lab file's network and leave it up", up, _up_arguments,
+                      "Build the lab and leave it up; print each node with its addresses and "
+                      "how to enter it."),
+        "down": Command("remove a lab (or every lab with --all)", down, _down_arguments,
+                        "Remove everything of a lab: namespaces, links, containers, the "
+                        "processes in its nodes, its record."),
+        "exec": Command("run a command (or a shell) inside a node of a lab", exec_in,
+                        _exec_arguments,
+                        "Run CMD inside NODE (in its container, or inside its namespace on "
+                        "the host's filesystem); a shell without CMD. The exit status is "
+                        "CMD's."),
+        "inspect": Command("the labs that are up, or one lab in detail", inspect,
+                           _inspect_arguments,
+                           "Without FILE: the labs that are up. With FILE: its nodes, links, "
+                           "addresses, routes and impairments."),
+        "graph": Command("draw a lab (Mermaid, DOT or SVG)", graph, _graph_arguments,
+                         "Draw a lab: as built if it is up, as declared if not."),
+        "check": Command("probe a lab's `expect:` section (exit 1 on a difference)", check,
+                         _check_arguments,
+                         "Probe every expectation of the file's `expect:` on the live lab, "
+                         "print the matrices and the differences; exit 1 if any cell "
+                         "differs."),
+        "capture": Command("capture one link of a lab (pcap or text)", capture,
+                           _capture_arguments,
+                           "Capture every frame of the link between X and Y. With -w FILE a "
+                           "pcap (tcpdump, Wireshark); to a pipe a pcap stream (| tcpdump -r "
+                           "-); to a terminal one line per frame."),
+    }
+
+
+LAB_COMMANDS = _commands()

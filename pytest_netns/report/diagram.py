@@ -186,7 +186,7 @@ def from_lab(spec: LabSpec) -> Diagram:
         impair = "; ".join(", ".join(f"{k} {v}" for k, v in i.items()) for i in link.impair)
         if len(link.endpoints) == 1:
             (name,) = link.endpoints
-            stub = f"t0:stub{link.index}"
+            stub = f"t0:stub{link.entry}"
             out.boxes.append(Box(stub, (f"guest-only {link.kind or 'NIC'}",
                                         link.ip.get(name, "172.16.0.10/24")), "stub"))
             out.edges.append(Edge(node_id(0, name), stub, "", "stub"))

@@ -18,7 +18,6 @@ words: each `description` is a noun phrase that completes "expected ...".
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -110,6 +109,8 @@ def _same(a: object, b: object) -> bool:
 
 
 def did_you_mean(word: object, choices: Sequence[str]) -> str:
+    import difflib  # only when a document is wrong
+
     close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

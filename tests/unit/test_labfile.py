@@ -11,7 +11,6 @@ document, and pytest-netns's verdict must match it.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import re
 from pathlib import Path
@@ -131,7 +130,7 @@ def test_everything_the_builder_can_do_can_be_written() -> None:
 
 def test_json_is_read_like_yaml() -> None:
     from_json = parse(json.dumps(yaml.safe_load(FULL)), "lab.json")
-    assert dataclasses.replace(from_json, file="lab.yaml") == parse(FULL, "lab.yaml")
+    assert from_json._replace(file="lab.yaml") == parse(FULL, "lab.yaml")
 
 
 def test_yaml_anchors_and_merge_keys_work() -> None:
