@@ -79,6 +79,14 @@ class Lab:
         return str(self.record.get("backend", ""))
 
     @property
+    def uses_docker(self) -> bool:
+        """Whether any node is a container (or may be: a lab whose `up` did not finish)."""
+        topo = self.record.get("topology")
+        if self.state != "up" or topo is None:
+            return True
+        return any(node.get("container") for node in topo["nodes"])
+
+    @property
     def builder_alive(self) -> bool:
         return process_alive(self.pid, int(self.record.get("start") or 0))
 
@@ -233,7 +241,7 @@ def down(lab: Lab) -> list[str]:
         raise LabStateError(lab._unfinished())
     lines = []
     if lab.session:
-        lines = sweep(include_kept=True, session_id=lab.session)
+        lines = sweep(include_kept=True, session_id=lab.session, containers=lab.uses_docker)
         left = wait_for_links_gone(f"{ALIAS_PREFIX}{lab.session}:", LINKS_GONE_TIMEOUT)
         failed = [line for line in lines if line.startswith("could not")]
         if failed or left:

@@ -127,11 +127,13 @@ class _Judge:
         return self.dead(owner) and self.in_scope(owner.sid)
 
 
-def sweep(*, include_kept: bool = False, session_id: str | None = None) -> list[str]:
+def sweep(*, include_kept: bool = False, session_id: str | None = None,
+          containers: bool = True) -> list[str]:
     """Remove every object of every dead session; return one line per thing removed.
 
     `session_id` limits the sweep to one session (the watchdog's). Kept
     sessions are skipped unless `include_kept`; then their markers go too.
+    `containers=False` leaves the engine alone (a lab of namespaces only).
     """
     judge = _Judge(include_kept, session_id)
     # kernel objects first: they take milliseconds, and a stalled engine
@@ -141,7 +143,7 @@ def sweep(*, include_kept: bool = False, session_id: str | None = None) -> list[
     lines += _sweep_links(judge, host().netlink, "")
     lines += [f"released subnet {what}" for what in release_dead()]
     try:
-        lines += _sweep_docker(judge)
+        lines += _sweep_docker(judge) if containers else []
     except Exception as exc:  # the engine stalled or went away: keep records for a retry
         judge.records_stay = True
         lines.append(f"could not sweep containers: {type(exc).__name__}: {exc}")
