@@ -407,6 +407,82 @@ def test_a_killed_up_leaves_a_lab_that_down_removes(tmp_path: Path, namespace_on
         assert traces(session, token) == set() and pid_traces(proc.pid) == set()
 
 
+DUAL = """\
+name: {name}
+ipv6: true
+nodes:
+  client: {{}}
+  server:
+    aliases: [www, db.internal]
+  r1: {{kind: router}}
+switches:
+  lan: {{}}
+  dmz: {{subnet6: "fd00:{tag}:2::/64"}}
+links:
+  - endpoints: [client, lan]
+  - endpoints: [r1, lan]
+  - endpoints: [r1, dmz]
+  - endpoints: [server, dmz]
+    ip6: {{server: "fd00:{tag}:2::10"}}
+expect:
+  - {{from: client, to: server, family: 6}}
+  - {{from: server, to: client, family: 6}}
+  - {{from: client, to: server}}
+"""
+
+
+def test_an_ipv6_lab_with_names(tmp_path: Path, netns_backend: str) -> None:
+    """Dual stack, and every node's names resolve inside every node, from `exec` too."""
+    token = secrets.token_hex(2)
+    path = tmp_path / "lab.yaml"
+    path.write_text(DUAL.format(name=f"lb{token}", tag=token))
+    lab = Lab(path, f"lb{token}", token, netns_backend)
+    with labs_lock():
+        try:
+            lab.up()
+            info = lab.info()
+            server = info["nodes"]["server"]
+            assert server["ip6"] == f"fd00:{token}:2::10"
+            assert all(n["ip6"] for n in info["nodes"].values())
+            inside = iproute_json(server["netns"], "-6", "addr", "show")
+            assert server["ip6"] in {a["local"] for link in inside
+                                     for a in link.get("addr_info", [])}
+            out = lab.busybox("client", "ping", "-6", "-c", "1", "-W", "3", server["ip6"])
+            assert "1 packets received" in out
+            for name in ("server", "www", "db.internal"):
+                out = lab.busybox("client", "ping", "-c", "1", "-W", "3", name)
+                resolved = re.search(r"PING \S+ \(([0-9a-f.:]+)\)", out)
+                assert resolved and resolved[1] in (server["ip"], server["ip6"]), out
+                assert "1 packets received" in out, out
+            check = lab.run("check", lab.file)
+            assert "reachability (icmp, timeout 1 s)" in check.stdout
+            assert check.stdout.count("matches the expected matrix") == 2, check.stdout
+        finally:
+            lab.run("down", lab.file)
+
+
+def test_netns_factory_shares_a_lab(pytester: pytest.Pytester) -> None:
+    token = secrets.token_hex(4)
+    pytester.makefile(".yaml", lab=LAB.format(name=f"lb{token}", token=token))
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.fixture(scope="module")
+        def shop(netns_factory):
+            with netns_factory.lab("lab.yaml", backend="namespace") as net:
+                yield net
+
+        def test_one(shop):
+            code, out = shop["client"].exec(["busybox", "ping", "-c1", "-W3", shop["web"].ip])
+            assert code == 0, out
+
+        def test_two(shop, request):
+            assert shop["web"].ip and not shop.closed
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
+    result.assert_outcomes(passed=2)
+
+
 # -- broken files ---------------------------------------------------------------------------
 
 BROKEN = {

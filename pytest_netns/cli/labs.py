@@ -172,12 +172,23 @@ def exec_in(args: argparse.Namespace) -> int:
         setns(fd, record["netns"])  # this process is single-threaded: all of it moves
     finally:
         os.close(fd)
+    _names_of(record["netns"])
     try:
         os.execvpe(argv[0], argv, env)
     except OSError as exc:
         print(f"pytest-netns exec: {argv[0]}: {exc.strerror}", file=sys.stderr)
         return 127 if isinstance(exc, FileNotFoundError) else 126
     return 0  # not reached
+
+
+def _names_of(netns: str) -> None:
+    """The node's own /etc/hosts (the lab's names), as its own processes see it."""
+    from ..kernel.mounts import detach_private_nsfs, mount_private_file
+    from ..nodes.hosts import HOSTS, PrivateHosts
+
+    hosts = PrivateHosts(os.path.basename(netns)).path
+    if os.path.exists(hosts) and os.path.exists(HOSTS):
+        detach_private_nsfs(mount_private_file(hosts, HOSTS))
 
 
 def _node_record(lab: Lab, name: str) -> dict[str, Any]:

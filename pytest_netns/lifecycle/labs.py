@@ -189,10 +189,9 @@ def up(spec: LabSpec, backend: str | None = None, image: str | None = None) -> t
         builder, detached = describe(spec, make_builder, backend=chosen, image=image,
                                      detached=True)
         topo = builder.build()
-        lab.record.update(
-            state="up", topology=snapshot(topo),
-            processes=_start_detached(topo, detached, lab.directory),
-        )
+        processes = _start_detached(topo, detached, lab.directory)
+        _settle(topo)
+        lab.record.update(state="up", topology=snapshot(topo), processes=processes)
         lab.save()
     except BaseException:
         _undo(lab, session)
@@ -214,6 +213,18 @@ def _start_detached(topo: Topology, commands: list[Detached],
                                                                  f"{command.node}.log"))
         pids[command.node] = process.pid
     return pids
+
+
+def _settle(topo: Topology) -> None:
+    """Before `up` exits: every namespace node has its hosts file (a later `exec`, in
+    another process, mounts it), and what its processes hold is settled."""
+    from ..nodes.namespace import NamespaceNode
+
+    for name in topo.members():
+        node = topo.nodes[name]
+        if isinstance(node, NamespaceNode):
+            node.hosts.write()
+            node.hosts.settle()
 
 
 def _undo(lab: Lab, session: Session) -> None:

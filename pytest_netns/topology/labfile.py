@@ -27,12 +27,16 @@ from typing import Any, NamedTuple
 from ..errors import InvalidArgumentError, LabFileError
 from .addresses import (
     check_assignable,
+    check_assignable6,
     check_clear_of_host,
     check_ifname,
     check_segment_subnet,
+    check_segment_subnet6,
     parse_ip,
+    parse_ip6,
     parse_prefixlen,
     parse_subnet,
+    parse_subnet6,
 )
 from .schema import Path, Schema, Violation, format_path, show
 from .spec import HOST
@@ -381,10 +385,10 @@ class _Checker:
         if ":" in via:
             self.need_ipv6((*where, "via"))
             with self.at(*where, "via"):
-                _parse_ip6(via, "gateway")
+                check_assignable6(parse_ip6(via, "gateway"), "gateway")
             if dst != "default":
                 with self.at(*where, "dst"):
-                    _parse_subnet6(dst, 0)
+                    parse_subnet6(dst, hosts_needed=0)
         else:
             with self.at(*where, "via"):
                 check_assignable(parse_ip(via, "gateway"), "gateway")
@@ -407,7 +411,7 @@ class _Checker:
         if "subnet6" in value:
             self.need_ipv6((*where, "subnet6"))
             with self.at(*where, "subnet6"):
-                _parse_subnet6(value["subnet6"], 2)
+                check_segment_subnet6(parse_subnet6(value["subnet6"], hosts_needed=2), True)
         return Nat(value.get("subnet"), value.get("subnet6"), bool(value.get("real_uplink")))
 
     def switch(self, name: str, value: Mapping[str, Any]) -> SwitchDecl:
@@ -417,7 +421,7 @@ class _Checker:
         if "subnet6" in value:
             self.need_ipv6(("switches", name, "subnet6"))
             with self.at("switches", name, "subnet6"):
-                _parse_subnet6(value["subnet6"], 1)
+                check_segment_subnet6(parse_subnet6(value["subnet6"], hosts_needed=1), False)
         return SwitchDecl(name, value.get("subnet"), value.get("subnet6"))
 
     def need_ipv6(self, path: Path) -> None:
@@ -468,7 +472,8 @@ class _Checker:
         if "subnet6" in value:
             self.need_ipv6((*where, "subnet6"))
             with self.at(*where, "subnet6"):
-                _parse_subnet6(value["subnet6"], len(ends))
+                check_segment_subnet6(parse_subnet6(value["subnet6"], hosts_needed=len(ends)),
+                                      touches_host=HOST in ends)
         for key in ("ip", "ip6", "iface"):
             for name in value.get(key) or {}:
                 self.check_end_key(where, key, name, ends)
@@ -593,7 +598,8 @@ class _Checker:
                 ip = parse_ip(address)
                 check_assignable(ip)
             else:
-                ip = _parse_ip6(address, "address")
+                ip = parse_ip6(address)
+                check_assignable6(ip)
         if stub:
             with self.at(*where):
                 _check_stub_address(ip, prefix)
@@ -604,8 +610,10 @@ class _Checker:
                       "address out")
         assert subnet is not None
         net = _network(subnet)
-        usable = net.version == 6 or net.prefixlen < 31
-        if ip not in net or (usable and ip in (net.network_address, net.broadcast_address)):
+        reserved = {net.network_address}  # IPv6: the Subnet-Router anycast address
+        if net.version == 4 and net.prefixlen < 31:
+            reserved.add(net.broadcast_address)
+        if ip not in net or ip in reserved:
             last = net[-2] if net.version == 4 else net[-1]
             self.fail(where, f"{ip} is not a host address of {net} ({format_path(subnet_at)}):"
                       f" pick one in {net[1]}-{last}")
@@ -738,25 +746,6 @@ def _check_stub_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, prefi
                            f" address of {net}: pick a host address in {net[1]}-{net[-2]}")
 
 
-def _parse_ip6(text: str, what: str) -> ipaddress.IPv6Address:
-    try:
-        return ipaddress.IPv6Address(text.strip())
-    except ValueError:
-        raise LabFileError(f"invalid IPv6 {what} {text!r}: expected an address such as "
-                           "'fd00:201:2::10'") from None
-
-
-def _parse_subnet6(text: str, hosts: int) -> ipaddress.IPv6Network:
-    try:
-        net = ipaddress.IPv6Network(text.strip(), strict=False)
-    except ValueError:
-        raise LabFileError(f"invalid IPv6 subnet {text!r}: expected CIDR notation such as "
-                           "'fd00:201:1::/64'") from None
-    if net.num_addresses - 1 < hosts:
-        raise LabFileError(f"IPv6 subnet {net} has no room for {hosts} address(es)")
-    return net
-
-
 def _check_impairment_value(key: str, value: object) -> None:
     """A value the faults mechanism accepts (the schema already checked its shape)."""
     try:
@@ -773,13 +762,15 @@ def check_clear_of_host_routes(spec: LabSpec) -> None:
     (this reads the host's routing table, so it is not part of `parse`)."""
     from .addresses import host_networks
 
-    host = host_networks()
-    places = [(f"links[{link.entry}].subnet", link.subnet) for link in spec.host_links()
-              if link.subnet]
-    places += [(f"nodes.{n.name}.nat.subnet", n.nat.subnet) for n in spec.nodes.values()
-               if n.nat is not None and n.nat.subnet]
+    places = [(f"links[{link.entry}].{key}", getattr(link, key)) for link in spec.host_links()
+              for key in ("subnet", "subnet6") if getattr(link, key)]
+    places += [(f"nodes.{n.name}.nat.{key}", getattr(n.nat, key)) for n in spec.nodes.values()
+               if n.nat is not None for key in ("subnet", "subnet6") if getattr(n.nat, key)]
+    if not places:
+        return
+    host = host_networks(ipv6=spec.ipv6)
     for place, subnet in places:
         try:
-            check_clear_of_host(parse_subnet(subnet), host)
+            check_clear_of_host(_network(subnet), host)
         except InvalidArgumentError as exc:
             raise LabFileError(str(exc), place, spec.file) from None

@@ -80,24 +80,16 @@ def describe(spec: LabSpec, make_builder: MakeBuilder, *, backend: str | None = 
     """
     check_clear_of_host_routes(spec)
     chosen = backend or (spec.backend if spec.backend != "auto" else None)
-    kwargs: dict[str, Any] = {"backend": chosen, "image": image or spec.image,
-                              "verify": verify, "label": spec.name}
-    if spec.ipv6:
-        kwargs["ipv6"] = True
     with _at(spec, "(the file)"):
-        try:
-            builder = make_builder(**kwargs)
-        except TypeError:
-            raise LabFileError("ipv6: this version of pytest-netns cannot build IPv6 labs "
-                               "yet", "ipv6", spec.file) from None
+        builder = make_builder(backend=chosen, image=image or spec.image, verify=verify,
+                               label=spec.name, ipv6=spec.ipv6)
     later: list[Detached] = []
     for node in spec.nodes.values():
         with _at(spec, f"nodes.{node.name}"):
             later += _node(builder, node, detached)
     for switch in spec.switches.values():
         with _at(spec, f"switches.{switch.name}"):
-            builder.switch(switch.name, subnet=switch.subnet,
-                           **_given(subnet6=switch.subnet6))
+            builder.switch(switch.name, subnet=switch.subnet, subnet6=switch.subnet6)
     for link in spec.links:
         with _at(spec, link.place):
             _link(builder, spec, link)
@@ -109,7 +101,7 @@ def describe(spec: LabSpec, make_builder: MakeBuilder, *, backend: str | None = 
             with _at(spec, f"nodes.{node.name}.nat"):
                 builder.nat(node.name, upstream_subnet=node.nat.subnet,
                             real_uplink=node.nat.real_uplink,
-                            **_given(upstream_subnet6=node.nat.subnet6))
+                            upstream_subnet6=node.nat.subnet6)
     return builder, later
 
 
@@ -125,7 +117,8 @@ def _at(spec: LabSpec, place: str) -> Iterator[None]:
 
 
 def _given(**values: Any) -> dict[str, Any]:
-    """Only the keywords that were given: older builders take no IPv6 or alias keywords."""
+    """Only the keywords that were given (`environment` is a container option, and an
+    empty one is none at all)."""
     return {k: v for k, v in values.items() if v}
 
 
@@ -141,21 +134,21 @@ def command_argv(node: NodeDecl) -> list[str] | None:
 
 
 def _node(builder: TopologyBuilder, node: NodeDecl, detached: bool) -> list[Detached]:
-    aliases = _given(aliases=list(node.aliases))
     if node.kind == "router":
-        builder.router(node.name, **aliases)
+        builder.router(node.name, aliases=node.aliases)
         return []
     if node.attach is not None:
-        builder.attach(node.attach, node.name, **aliases)
+        builder.attach(node.attach, node.name, aliases=node.aliases)
         return []
     backend = node.backend or builder.backend
     argv = command_argv(node)
     environment = _given(environment=dict(node.env))
     if backend == "namespace" and detached and argv is not None:
-        builder.node(node.name, image=node.image, backend=backend, **aliases, **environment)
+        builder.node(node.name, image=node.image, backend=backend, aliases=node.aliases,
+                     **environment)
         return [Detached(node.name, argv)]
-    builder.node(node.name, image=node.image, command=argv, backend=backend, **aliases,
-                 **environment)
+    builder.node(node.name, image=node.image, command=argv, backend=backend,
+                 aliases=node.aliases, **environment)
     return []
 
 
@@ -168,20 +161,19 @@ def _link(builder: TopologyBuilder, spec: LabSpec, link: LinkDecl) -> None:
         address6, _, prefix6 = link.ip6.get(node, "").partition("/")
         builder.stub(node, ip=address, prefixlen=int(prefix or 24),
                      iface=link.iface.get(node, "eth1"), kind=link.kind,
-                     **_given(ip6=address6, prefixlen6=int(prefix6) if prefix6 else None))
+                     ip6=address6 or None, prefixlen6=int(prefix6 or 64))
         return
     a, b = ends
     if a in spec.switches or a == HOST:
         a, b = b, a  # the node first: connect(node, switch or host or node)
     if b in spec.switches:
         builder.connect(a, b, ip=_bare(link.ip.get(a)), iface=link.iface.get(a),
-                        **_given(ip6=_bare(link.ip6.get(a))), **impair)
+                        ip6=_bare(link.ip6.get(a)), **impair)
         return
     builder.connect(a, b, subnet=link.subnet, ip=_bare(link.ip.get(a)),
                     peer_ip=_bare(link.ip.get(b)), iface=link.iface.get(a),
-                    peer_iface=link.iface.get(b),
-                    **_given(subnet6=link.subnet6, ip6=_bare(link.ip6.get(a)),
-                             peer_ip6=_bare(link.ip6.get(b))), **impair)
+                    peer_iface=link.iface.get(b), subnet6=link.subnet6,
+                    ip6=_bare(link.ip6.get(a)), peer_ip6=_bare(link.ip6.get(b)), **impair)
 
 
 def _bare(address: str | None) -> str | None:
@@ -251,8 +243,7 @@ def check(topo: Topology, spec: LabSpec, timeout: float = 1.0) -> LabCheck:
                                     for n in order if n in named}
         expected = {(c.src, c.dst): c.reach for c in cells}
         matrix = reachability_matrix(members, timeout, proto=proto, port=port,
-                                     expected=expected, on_egress="record",
-                                     **_given(family=family if family == 6 else None))
+                                     expected=expected, on_egress="record", family=family)
         by_pair: Mapping[tuple[str, str], Expect] = {(c.src, c.dst): c for c in cells}
         result.matrices.append(matrix)
         result.differences += [Difference(by_pair[pair], observed)

@@ -17,6 +17,7 @@ down (its owner removes it with a sweep of the lab's session).
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import fields, is_dataclass
 from enum import Enum
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 from ..errors import ContainerError, LabStateError, NetnsError
 from ..kernel.netns import NetnsThread
 from ..nodes.base import Interface, Node
+from ..nodes.hosts import LOCALHOST
 from ..ownership import Session
 from .links import End, GuestNic, HostLink, Link, NatUplink, NodeLink, SwitchPort
 from .segments import Member, Segment
@@ -49,7 +51,7 @@ def plain(value: Any) -> Any:
         return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return {str(k): plain(v) for k, v in value.items()}
     return value
 
@@ -118,8 +120,14 @@ def _node(record: dict[str, Any], label: str) -> Node:
             f"node {name!r} of {label} is gone: its namespace {record['netns']} no longer "
             "exists (removed by hand, or by a reboot); `pytest-netns down` removes the rest"
         ) from None
-    return NamespaceNode(name, record["netns"], thread, owned=bool(record["owned"]),
+    node = NamespaceNode(name, record["netns"], thread, owned=bool(record["owned"]),
                          environment=record.get("environment"))
+    node.update_names(_as_it_is)  # its hosts file stays as the build wrote it
+    return node
+
+
+def _as_it_is(current: str | None) -> str:
+    return current or LOCALHOST
 
 
 def _container(name: str, ident: str, owned: bool, label: str) -> Node:
