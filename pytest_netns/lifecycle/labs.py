@@ -244,7 +244,6 @@ def down(lab: Lab) -> list[str]:
     """Remove every object of the lab's session, then its record; one line per object."""
     from ..kernel.janitor import wait_for_links_gone
     from ..kernel.privileges import require_privileges
-    from ..topology.subnets import release_dead
     from .reaper import sweep
 
     require_privileges()
@@ -259,7 +258,6 @@ def down(lab: Lab) -> list[str]:
             problems = "; ".join(failed + [f"links still present: {left}"] * bool(left))
             raise LabStateError(f"lab {lab.name} is not completely down ({problems}); run "
                                 f"`pytest-netns down {lab.name}` again")
-        release_dead()  # its subnets, free now that the session is no longer kept
     if os.path.isdir(lab.directory):
         remove_lab(lab.name)
         lines.append(f"removed lab {lab.name}")

@@ -145,7 +145,6 @@ def sweep(*, include_kept: bool = False, session_id: str | None = None,
     lines += _sweep_netns(judge)
     lines += _sweep_hosts_files(judge)
     lines += _sweep_links(judge, host().netlink, "")
-    lines += [f"released subnet {what}" for what in release_dead()]
     try:
         lines += _sweep_docker(judge) if containers else []
     except Exception as exc:  # the engine stalled or went away: keep records for a retry
@@ -153,6 +152,8 @@ def sweep(*, include_kept: bool = False, session_id: str | None = None,
         lines.append(f"could not sweep containers: {type(exc).__name__}: {exc}")
     lines += _sweep_labs(judge)
     lines += _sweep_records(judge)
+    # last: a kept session's subnets are free once its marker is gone
+    lines += [f"released subnet {what}" for what in release_dead()]
     return lines
 
 
