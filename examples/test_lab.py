@@ -16,7 +16,8 @@ def test_clients_get_pages_from_the_web_tier(make_lab):
     net = make_lab(THREE_TIER)
     client, web, db = net["client"], net["web"], net["db"]
     assert wait_for_tcp(client, web, 8080).ok
-    code, page = client.exec(["busybox", "wget", "-O", "-", f"http://{web.ip}:8080/hostname"])
+    # by name: every node of the lab resolves the others (and their aliases)
+    code, page = client.exec(["busybox", "wget", "-O", "-", "http://www:8080/hostname"])
     assert code == 0 and page.strip(), page
 
     # the database answers the web tier, and nobody else

@@ -75,8 +75,9 @@ def commands() -> dict[str, Command]:
 
 
 def parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
-    """The argument parser; only the command named in `argv` gets its arguments defined
-    (defining all of them costs more than most commands' own work)."""
+    """The argument parser. When `argv` names a command, only that one is defined (the
+    others cost more to define than most commands' own work); otherwise all of them, with
+    their help, for `--help` and for the error that lists them."""
     top = argparse.ArgumentParser(
         prog="pytest-netns",
         description="Network topologies for pytest: check this host, clean up, build images; "
@@ -84,11 +85,13 @@ def parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     )
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     words = list(sys.argv[1:] if argv is None else argv)
-    for name, command in commands().items():
+    table = commands()
+    chosen = {words[0]: table[words[0]]} if words and words[0] in table else table
+    for name, command in chosen.items():
         cmd = sub.add_parser(name, help=command.help,
                              description=command.description or command.help)
         cmd.set_defaults(run=command.run)
-        if command.arguments is not None and name in words[:1]:
+        if command.arguments is not None and len(chosen) == 1:
             command.arguments(cmd)
     return top
 
