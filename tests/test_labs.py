@@ -253,6 +253,10 @@ def test_a_lab_is_built_used_checked_and_removed(lab: Lab) -> None:
     assert all(n in graph for n in ("client", "web", "db", "r1", "lan", "dmz", web))
     dot = lab.run("graph", lab.file, "--format", "dot").stdout
     assert dot.startswith("digraph network")
+    lab.run("graph", lab.file, "--format", "svg", "-o", str(lab.path.parent / "lab.svg"))
+    assert "<svg" in (lab.path.parent / "lab.svg").read_text()
+    text = lab.run("inspect", lab.file).stdout
+    assert f"topology {lab.name} (kept;" in text and f"{web}/" in text, text
     # cut the router off the dmz with busybox: check names the expectations that fail
     r1 = next(i for i in info["nodes"]["r1"]["interfaces"] if i["segment"] == "dmz")
     lab.run("exec", lab.file, "r1", "--", "busybox", "ip", "link", "set", r1["ifname"], "down")
