@@ -59,11 +59,11 @@ LAB = """\
 name: {name}
 nodes:
   client:
-    env: {{LAB_TOKEN: {token}}}
+    env: {{LAB_TOKEN: "{token}"}}
   web:
     command: [busybox, httpd, -f, -p, "8080", -h, /]
   db:
-    command: [busybox, nc, -ll, -p, "5432", -e, busybox, echo, {token}]
+    command: [busybox, nc, -ll, -p, "5432", -e, busybox, echo, "{token}"]
   r1: {{kind: router}}
 switches:
   lan: {{}}
@@ -391,8 +391,10 @@ def test_a_killed_up_leaves_a_lab_that_down_removes(tmp_path: Path, namespace_on
     path = tmp_path / "lab.yaml"
     path.write_text(LAB.format(name=name, token=token))
     with labs_lock():
-        proc = subprocess.Popen([SCRIPT, "up", str(path), "--backend", "namespace"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        errors = tmp_path / "up.err"
+        with open(errors, "w") as err:
+            proc = subprocess.Popen([SCRIPT, "up", str(path), "--backend", "namespace"],
+                                    stdout=subprocess.DEVNULL, stderr=err)
         record = STATE / "labs" / name / "lab.json"
         deadline = time.monotonic() + 60
         while not record.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -400,6 +402,7 @@ def test_a_killed_up_leaves_a_lab_that_down_removes(tmp_path: Path, namespace_on
         time.sleep(after)
         proc.kill()
         proc.wait()
+        assert record.exists(), errors.read_text()
         session = json.loads(record.read_text())["session"]
         sweep()  # what every session start does: it leaves the lab alone
         assert (STATE / "kept" / session).exists() and record.exists()

@@ -180,8 +180,9 @@ def up(spec: LabSpec, backend: str | None = None, image: str | None = None) -> t
         "start": process_start(session.pid) or 0, "created": time.time(), "state": "building",
     })
     try:
-        lab.save()
+        # the marker first: a record without it would be a dead, unkept session's to sweeps
         mark_kept(session, [f"lab {spec.name}"])
+        lab.save()
 
         def make_builder(**kw: Any) -> TopologyBuilder:
             return TopologyBuilder(session=session, **kw)
