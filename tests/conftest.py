@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -71,6 +72,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+@pytest.fixture
+def user_container(netns_image: str, docker_only: None) -> Iterator[Any]:
+    """A container started outside pytest-netns, as a user would (to attach)."""
+    from pytest_netns.nodes.engine import docker_client, remove_container
+    from pytest_netns.nodes.images import DEFAULT_COMMAND
+
+    ctr = docker_client().containers.run(
+        netns_image, DEFAULT_COMMAND, detach=True, network_mode="none", init=True,
+        labels={"test": "pytest-netns-user-container"},
+    )
+    ctr.reload()
+    yield ctr
+    remove_container(ctr)
 
 
 @pytest.fixture

@@ -109,20 +109,6 @@ def test_command_runs_in_a_namespace_node(
 # -- attaching containers the user started -------------------------------
 
 
-@pytest.fixture
-def user_container(netns_image: str, docker_only: None) -> Any:
-    """A container started outside pytest-netns, as a user would."""
-    from pytest_netns.nodes.engine import docker_client, remove_container
-
-    ctr = docker_client().containers.run(
-        netns_image, DEFAULT_COMMAND, detach=True, network_mode="none", init=True,
-        labels={"test": "pytest-netns-user-container"},
-    )
-    ctr.reload()
-    yield ctr
-    remove_container(ctr)
-
-
 @pytest.mark.parametrize("handle", ["object", "id", "name"])
 def test_attached_container_keeps_running_and_loses_only_our_nic(
     make_host_only_link: Any, user_container: Any, handle: str

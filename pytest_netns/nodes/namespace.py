@@ -1,23 +1,20 @@
 """A bare named network namespace as a node: the embedded default, and switches and routers.
 
 Commands run on the host's filesystem, inside the namespace, forked from
-the namespace's thread (no `ip netns exec`, no helper process). Removing the
-node ends every process started in it, then unpins the namespace; the kernel
-reaps its links once nothing holds it.
+the namespace's thread (no `ip netns exec`, no helper process), each in a
+session of its own (see `exec_namespace`). Removing the node ends every
+process started in it and then every other process still inside the
+namespace (it is ours), then unpins the namespace; the kernel reaps its
+links once nothing holds it.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import subprocess
 from collections.abc import Callable
 
 from ..kernel.netns import NetnsThread, remove_named_netns
 from .base import Node
-from .process import Process, as_argv, communicate, end_group, kill_in_netns, popen_in
-
-log = logging.getLogger(__name__)
+from .exec_namespace import NamespaceExecutor
 
 
 class NamespaceNode(Node):
@@ -26,30 +23,13 @@ class NamespaceNode(Node):
     def __init__(self, name: str, netns: str, thread: NetnsThread, owned: bool = True) -> None:
         super().__init__(name, netns, thread)
         self.owned = owned
-        self._children: list[subprocess.Popen[bytes]] = []
-        self._inode = os.stat(netns).st_ino
 
-    def exec(self, argv: list[str] | str, timeout: float = 30.0) -> tuple[int, str]:
-        """Run argv on the host's filesystem, inside this namespace."""
-        self.check_open("run a command in")
-        return communicate(popen_in(self._thread, as_argv(argv)), timeout)
-
-    def spawn(self, argv: list[str] | str) -> Process:
-        self.check_open("start a process in")
-        proc = popen_in(self._thread, as_argv(argv))
-        self._children.append(proc)
-        return Process(as_argv(argv), lambda: end_group(proc))
+    def _make_executor(self) -> NamespaceExecutor:
+        return NamespaceExecutor(self._thread, self.netns, self.name, owned=self.owned)
 
     def remove(self, defer: Callable[[Callable[[], None]], None] | None = None) -> None:
         """End every process started in it, then unpin the namespace (all at once)."""
-        for proc in self._children:
-            end_group(proc)
-        if self._children:
-            # children that left their process group are still in the namespace
-            killed = kill_in_netns(self._inode)
-            if killed:
-                log.debug("%s: killed %s left in its namespace", self.name, killed)
-        self._children.clear()
+        self.close_executor()
         self.release()
         if self.owned:
             remove_named_netns(self.netns)

@@ -11,6 +11,7 @@ class, so there is one code path to trust, not five.
 from __future__ import annotations
 
 import ipaddress
+import re
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -19,6 +20,7 @@ from typing import Any, Protocol
 from ..choices import NODE_BACKENDS as BACKENDS
 from ..errors import InvalidAddressError, InvalidTopologyError, UnsupportedKindError
 from ..kernel.privileges import require_privileges
+from ..nodes.command import to_argv
 from ..ownership import Session, current_session
 from .addresses import check_assignable, check_ifname, parse_ip, parse_subnet
 from .construct import Constructor
@@ -102,10 +104,7 @@ class TopologyBuilder:
     # -- description ------------------------------------------------------
 
     def _add_node(self, spec: NodeSpec) -> str:
-        if not isinstance(spec.name, str) or not spec.name or spec.name == HOST:
-            raise InvalidTopologyError(
-                f"invalid node name {spec.name!r}: expected a non-empty string other than 'host'"
-            )
+        check_node_name(spec.name)
         if spec.name in self._nodes or spec.name in self._segments:
             raise InvalidTopologyError(f"name {spec.name!r} is used twice in this topology")
         self._nodes[spec.name] = spec
@@ -124,9 +123,10 @@ class TopologyBuilder:
         chosen = backend or self.backend
         if chosen not in BACKENDS:
             raise InvalidTopologyError(f"unknown backend {chosen!r}: expected one of {BACKENDS}")
+        cmd = command if command is not None else self.command
         return self._add_node(
-            NodeSpec(name, Role.NODE, chosen, image or self.image, command or self.command,
-                     run_kwargs=run_kwargs)
+            NodeSpec(name, Role.NODE, chosen, image or self.image,
+                     to_argv(cmd) if cmd is not None else None, run_kwargs=run_kwargs)
         )
 
     def attach(self, container: Any, name: str | None = None) -> str:
@@ -147,7 +147,8 @@ class TopologyBuilder:
     def switch(self, name: str | None = None, subnet: str | Network | None = None) -> str:
         """A learning bridge in a namespace of its own (clear of the host's firewall)."""
         name = name or f"sw{len(self._segments)}"
-        if name in self._nodes or name in self._segments or name == HOST:
+        check_node_name(name)
+        if name in self._nodes or name in self._segments:
             raise InvalidTopologyError(f"name {name!r} is used twice in this topology")
         net = parse_subnet(subnet, hosts_needed=1) if subnet is not None else None
         self._segments[name] = SegmentSpec(name, SegmentKind.SWITCH, net)
@@ -310,6 +311,24 @@ class TopologyBuilder:
         if self.listener is not None:
             self.listener.built(topo)
         return topo
+
+
+NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+
+
+def check_node_name(name: object) -> None:
+    """InvalidTopologyError unless `name` is a name every backend accepts.
+
+    One rule for both backends, checked before anything is built: Docker
+    refuses container names with anything but letters, digits, `_`, `.`
+    and `-`, and a node's name is also the host name other nodes resolve.
+    """
+    if not isinstance(name, str) or name == HOST or not NODE_NAME.fullmatch(name):
+        raise InvalidTopologyError(
+            f"invalid node name {name!r}: expected 1 to 63 ASCII letters, digits, '_', '.' or "
+            "'-', starting with a letter or digit (Docker refuses other container names), "
+            "and not 'host'"
+        )
 
 
 def _ip_or_none(value: str | None) -> ipaddress.IPv4Address | None:

@@ -64,7 +64,8 @@ class Constructor:
         self.topo.add_node(node, spec.role)
         node.netlink.set_up(1)  # lo
         if spec.role == Role.NODE and spec.command and spec.command != DEFAULT_COMMAND:
-            # the namespace backend's stand-in for a container's main process
+            # the namespace backend's stand-in for a container's main process; it is
+            # one of node.processes, so its output shows in a failure report
             node.spawn(spec.command)
         if spec.role == Role.ROUTER:
             node.netlink.sysctl("net.ipv4.ip_forward", "1")
@@ -88,7 +89,7 @@ class Constructor:
     def _attach(self, spec: NodeSpec) -> None:
         from ..nodes.container import attach_container
 
-        node = attach_container(spec.attach, spec.name)
+        node = attach_container(spec.attach, spec.name, self.topo.session)
         self.topo.add_node(node, spec.role)
         clash = node.netlink.existing(set(self.plan.explicit_ifnames.get(spec.name, ())))
         if clash:
