@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 
 from pytest_netns import (
+    HOST,
+    CommandNotFoundError,
     EgressError,
     InvalidAddressError,
     InvalidProbeError,
@@ -316,8 +318,8 @@ def test_a_container_without_any_tools_is_probeable(
     t.expect(x, y, sw)  # self-verification probes from inside the bare container too
     net = t.build()
     x_node, y_node = net["x"], net["y"]
-    code, _ = y_node.exec(["/bin/sh", "-c", "true"])
-    assert code != 0  # no shell: the image really is bare
+    with pytest.raises(CommandNotFoundError):  # no shell: the image really is bare
+        y_node.exec(["/bin/sh", "-c", "true"])
     assert ping(x_node, y_node).ok and ping(y_node, x_node).ok
     assert probe_tcp(x_node, y_node, 80).state == "closed"
     assert probe_udp(x_node, y_node, 53).state == "closed"
@@ -591,3 +593,19 @@ def _host() -> Node:
     from pytest_netns.nodes.host import host
 
     return host()
+
+
+def test_a_node_destination_is_its_address_on_a_segment_shared_with_the_source(
+    make_topology: Any,
+) -> None:
+    """Issue 11 #11: with `a` on a link to `b` and on one to the host,
+    `assert_reachable("host", net["a"])` probed a's first address (on a-b): EgressError."""
+    t = make_topology()
+    a, b = t.node("a"), t.node("b")
+    ab = t.connect(a, b)
+    ah = t.connect(a, HOST)
+    net = t.build()
+    assert net["a"].ip == net.ip_of("a", ab) != net.ip_of("a", ah)
+    assert assert_reachable("host", net["a"]).dst == net.ip_of("a", ah)
+    assert assert_reachable(net["b"], net["a"]).dst == net.ip_of(net["a"], ab)
+    assert net.ip_of("a", ah) == net.segments[ah].ip_of("a")
