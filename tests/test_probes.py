@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -609,3 +610,20 @@ def test_a_node_destination_is_its_address_on_a_segment_shared_with_the_source(
     assert assert_reachable("host", net["a"]).dst == net.ip_of("a", ah)
     assert assert_reachable(net["b"], net["a"]).dst == net.ip_of(net["a"], ab)
     assert net.ip_of("a", ah) == net.segments[ah].ip_of("a")
+
+
+def test_wait_for_tcp_is_one_line_of_the_report(make_bridged_pair: Any) -> None:
+    """Issue 11: its retries filled the failure report with about 190 "FAIL closed" lines."""
+    pair = make_bridged_pair()
+    seen: list[object] = []
+    observers.append(seen.append)
+    try:
+        never = wait_for_tcp(pair.a, pair.b, 9302, timeout=0.5)
+        pair.b.spawn(["busybox", "sh", "-c",
+                      "busybox sleep 0.5; busybox nc -ll -p 9301 -e busybox cat"])
+        late = wait_for_tcp(pair.a, pair.b, 9301)
+    finally:
+        observers.remove(seen.append)
+    assert seen == [never, late]
+    assert never.state == "closed" and re.search(r"; waited 0\.\d s: closed x\d+$", never.detail)
+    assert late.ok and re.search(r"; waited \d+\.\d s: closed x\d+, then open$", late.detail)

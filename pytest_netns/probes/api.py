@@ -87,10 +87,10 @@ def wait_for_tcp(
             break
         time.sleep(interval)
     if len(states) > 1:
-        history = fold_states(states[:-1])
+        tries = fold_states(states[:-1]) + f", then {result.state}" if result.ok else (
+            fold_states(states))
         result = replace(result, detail=(
-            f"{result.detail}; waited {time.monotonic() - started:.1f} s: {history}, "
-            f"then {result.state}"))
+            f"{result.detail}; waited {time.monotonic() - started:.1f} s: {tries}"))
     notify(result)
     return result
 
