@@ -214,8 +214,9 @@ class DockerExecutor(Executor):
     `netns` identifies the container's network namespace; it guards every
     PID the engine reports against recycling. The executor never removes the
     container: for an owned one, removal (by the container layer) ends
-    whatever exec left behind; for an attached one, `close()` ends only what
-    we started.
+    whatever exec left behind; for an attached one (`owned=False`), every
+    command's tree is kept and `close()` ends what is left of them, and no
+    more: the container's own processes are not ours.
     """
 
     def __init__(self, api: Any, container_id: str, label: str, *, init_pid: int | None = None,

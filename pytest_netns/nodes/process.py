@@ -1,8 +1,8 @@
 """Running commands in nodes: the part both backends share.
 
-A node runs commands through an `Executor` (`NamespaceExecutor` or
-`DockerExecutor`). Both give the same contract, so a test never cares which
-backend made its node:
+`Node.exec` and `Node.spawn` delegate to the node's `Executor`
+(`exec_namespace.NamespaceExecutor` or `exec_docker.DockerExecutor`). Both
+give the same contract, so a test never cares which backend made its node:
 
 - `exec(command, timeout=30, check=False, env=, cwd=, user=, input=)` runs a
   command to completion and returns an `ExecResult`, which unpacks as
@@ -24,7 +24,13 @@ backend made its node:
   (and optionally a log file), so it never blocks on a full pipe; `stop()`
   ends it and everything it started.
 - `close()` stops every spawned process and every exec leftover; for a node
-  we own it then clears the node of everything else (see the backends).
+  we own it then clears the node of everything else (see the backends); for
+  one we do not own (the host, an attached container) it ends what every
+  command started, since nothing else will.
+
+How a command's processes are found and ended is `kernel.proctree`'s job:
+by session, process group and parentage, checked against start times,
+never by command line.
 """
 
 from __future__ import annotations
