@@ -274,22 +274,24 @@ def end_processes(
     """SIGTERM everything `find` returns, wait up to `grace`, then SIGKILL what is left.
 
     `find` is called again after each round, so processes forked while the
-    others were dying are found too. With `grace` 0 it goes straight to
-    SIGKILL. NetnsError if something survives SIGKILL for `kill_timeout`
-    (a process stuck in the kernel).
+    others were dying are found too; when it finds nothing at first, that
+    one call is all this costs. With `grace` 0 it goes straight to SIGKILL.
+    NetnsError if something survives SIGKILL for `kill_timeout` (a process
+    stuck in the kernel).
     """
+    targets = find()
+    if not targets:
+        return
     if grace > 0:
-        fds = _signal(find(), signal.SIGTERM)
+        fds = _signal(targets, signal.SIGTERM)
         try:
             _wait_exit(fds, time.monotonic() + grace)
         finally:
             for fd in fds:
                 os.close(fd)
-    deadline = time.monotonic() + kill_timeout
-    while True:
         targets = find()
-        if not targets:
-            return
+    deadline = time.monotonic() + kill_timeout
+    while targets:
         if time.monotonic() >= deadline:
             raise NetnsError(
                 f"processes {sorted(s.pid for s in targets)} survived SIGKILL for "
@@ -303,6 +305,7 @@ def end_processes(
                 os.close(fd)
         if not fds:  # each one exited between scan and signal: look again shortly
             time.sleep(0.001)
+        targets = find()
 
 
 def communicate_tree(
