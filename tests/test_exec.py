@@ -467,3 +467,20 @@ def test_a_closed_topologys_node_refuses_commands_and_probes(make_topology: Any)
         ping(node, "10.1.1.1")
     with pytest.raises(NodeClosedError):
         probe_tcp("host", net["b"], 80)
+
+
+def test_a_tool_run_inside_a_namespace_cannot_hang() -> None:
+    """The helper that runs nft/iptables in a namespace killed only the tool on timeout,
+    then waited without limit for the children holding its pipe."""
+    from pytest_netns.kernel.netns import NetnsThread
+
+    thread = NetnsThread.anonymous("fd-tool-test")
+    try:
+        netns = thread.call(netns_identity, "/proc/thread-self/ns/net")
+        with pytest.raises(ExecTimeoutError) as info:
+            thread.run(["sh", "-c", "echo started; sleep 626 & sleep 627"], timeout=1)
+        assert info.value.output == "started\n" and info.value.argv[0] == "sh"
+        assert not running(netns, "sleep 626") and not running(netns, "sleep 627")
+        assert thread.run(["sh", "-c", "echo ok >&2; exit 3"]) == (3, "ok\n")
+    finally:
+        thread.stop()
