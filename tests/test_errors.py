@@ -517,7 +517,8 @@ def test_a_node_name_docker_would_refuse(
     with one rule on both backends."""
     t = make_topology()
     raises_naming(InvalidTopologyError, name, lambda: t.node(name), "letters, digits")
-    raises_naming(InvalidTopologyError, name, lambda: t.switch(name), "letters, digits")
+    if name != "":  # a switch without a name gets one
+        raises_naming(InvalidTopologyError, name, lambda: t.switch(name), "letters, digits")
     raises_naming(InvalidTopologyError, name, lambda: t.router(name), "letters, digits")
     clean()
     t.node("ok-name_1.x")
