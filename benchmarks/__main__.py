@@ -38,6 +38,9 @@ SUITES: list[tuple[str, bool, str]] = [
     ("exec_background", False, "suite_exec:background_child"),
     ("matrix", False, "suite_probes:matrix"),
     ("containers20", True, "suite_scale:twenty_containers"),
+    ("ipv6", False, "suite_ipv6:ipv6"),
+    ("names", False, "suite_ipv6:names"),
+    ("shared", True, "suite_ipv6:shared"),
     ("scale200", False, "suite_scale:two_hundred"),
     ("memory", False, "suite_process:peak_rss"),
 ]

@@ -43,6 +43,9 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
         ExecTimeoutError as ExecTimeoutError,
     )
     from .errors import (
+        HostnameError as HostnameError,
+    )
+    from .errors import (
         ImageError as ImageError,
     )
     from .errors import (
@@ -62,6 +65,9 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
     )
     from .errors import (
         InvalidTopologyError as InvalidTopologyError,
+    )
+    from .errors import (
+        IPv6UnavailableError as IPv6UnavailableError,
     )
     from .errors import (
         MissingToolError as MissingToolError,
@@ -161,6 +167,7 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
         NatUplink as NatUplink,
     )
     from .topology.segments import Segment as Segment
+    from .topology.shared import NetnsFactory as NetnsFactory
     from .topology.spec import HOST as HOST
     from .topology.topology import Topology as Topology
 
@@ -169,9 +176,10 @@ _WHERE = {
     **dict.fromkeys(
         ["BackgroundOutputWarning", "CommandFailedError", "CommandNotFoundError",
          "CommandStartError", "ContainerError", "DockerUnavailableError", "EgressError",
-         "ExecTimeoutError", "ImageError", "InterfaceNameError", "InvalidAddressError",
-         "InvalidArgumentError", "InvalidCommandError", "InvalidProbeError",
-         "InvalidTopologyError", "MissingToolError", "NetnsError",
+         "ExecTimeoutError", "HostnameError", "ImageError", "IPv6UnavailableError",
+         "InterfaceNameError", "InvalidAddressError", "InvalidArgumentError",
+         "InvalidCommandError", "InvalidProbeError", "InvalidTopologyError",
+         "MissingToolError", "NetnsError",
          "NodeClosedError", "NotPermittedError", "SubnetExhaustedError", "SubnetOverlapError",
          "SubnetTooSmallError", "TopologyBuildError", "UnsupportedKindError",
          "VerificationError"], "errors"),
@@ -193,6 +201,7 @@ _WHERE = {
     **dict.fromkeys(["BridgedPair", "HostOnlyLink", "IsolatedContainer", "NatUplink"],
                     "topology.recipes"),
     "Segment": "topology.segments",
+    "NetnsFactory": "topology.shared",
     "HOST": "topology.spec",
     "Topology": "topology.topology",
 }

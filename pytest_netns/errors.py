@@ -41,6 +41,10 @@ class InvalidTopologyError(InvalidArgumentError):
     """A topology description that cannot be built (unknown node, bad option)."""
 
 
+class HostnameError(InvalidTopologyError):
+    """A node name or alias that other nodes could not resolve (not a valid hostname)."""
+
+
 class InvalidProbeError(InvalidArgumentError):
     """A probe asked for with arguments that cannot be sent (source, port, timeout)."""
 
@@ -54,6 +58,10 @@ class SubnetExhaustedError(NetnsError):
 
 class UnsupportedKindError(NetnsError):
     """A kernel link driver (dummy, netem, ...) this kernel does not have."""
+
+
+class IPv6UnavailableError(NetnsError):
+    """IPv6 was asked for, but this host's kernel has it disabled (or built out)."""
 
 
 class MissingToolError(NetnsError):

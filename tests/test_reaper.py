@@ -39,6 +39,7 @@ from pytest_netns.kernel.proctree import ProcessTree, netns_id
 from pytest_netns.lifecycle import hooks, reaper
 from pytest_netns.nodes.engine import remove_container
 from pytest_netns.nodes.host import host
+from pytest_netns.nodes.hosts import HOSTS_DIR
 from pytest_netns.nodes.ledger import ledger_for
 from pytest_netns.ownership import SESSIONS_DIR, Session, process_start
 from pytest_netns.topology.subnets import RESERVATIONS
@@ -69,6 +70,7 @@ def test_hold(make_bridged_pair, make_nat_uplink, make_host_only_link,
     strays.append(host().spawn(["sleep", "603"]).pid)
     # a server left running inside a namespace node keeps that namespace alive
     node = make_isolated_container(backend="namespace", verify=False).node
+    node.exec(["true"])  # the node's private hosts file exists from its first process on
     server = node.call(subprocess.Popen, ["sleep", "600"])
     node.exec(["sh", "-c", "sleep 606 >/dev/null 2>&1 &"])
     if os.environ.get("PN_KEEP"):
@@ -93,10 +95,16 @@ def session_objects(sid: str, pid: int, attached_pid: int | None = None,
     tag = f"pytest-netns:{sid}:{pid}"
     found += [f"host link {ln['ifname']}" for ln in iproute_json(None, "link", "show")
               if str(ln.get("ifalias", "")).startswith(tag)]
+    found += [f"hosts file {name}" for name in ownership.listdir(HOSTS_DIR)
+              if name.startswith(f"pytest-netns-{sid}-{pid}-")]
     if attached_pid:
         found += [f"link {ln['ifname']} in attached container"
                   for ln in iproute_json(f"/proc/{attached_pid}/ns/net", "link", "show")
                   if str(ln.get("ifalias", "")).startswith(tag)]
+        # our own test image: a plain read through /proc/<pid>/root is safe here
+        with open(f"/proc/{attached_pid}/root/etc/hosts") as f:
+            found += [f"names in attached container: {line.strip()}" for line in f
+                      if line.startswith(f"# {tag} ")]
     if docker:
         from pytest_netns.nodes.engine import docker_client
 
@@ -231,9 +239,11 @@ def test_sigkill_mid_topology_leaves_nothing(
         assert any(b.startswith("netns ") for b in before), before
         assert any(b.startswith("host link ") for b in before), before
         assert any(b.startswith("subnet reservation ") for b in before), before
+        assert any(b.startswith("hosts file ") for b in before), before
         if docker:
             assert any(b.startswith("container ") for b in before), before
             assert any(b.endswith("in attached container") for b in before), before
+            assert any(b.startswith("names in attached container") for b in before), before
         assert process_running(info["server"]) and process_running(info["watchdog"])
         # the watchdog is in a session of its own: a terminal's Ctrl-C does not reach it
         assert info["watchdog_sid"] != info["pytest_sid"]
@@ -352,6 +362,11 @@ class Leftovers:
         self.stray = subprocess.Popen(["sleep", "600"], start_new_session=True)
         ledger_for(session, netns_id(f"/proc/{os.getpid()}/ns/net"))(
             ProcessTree.of(self.stray.pid))
+        # the namespace node's private hosts file, named after its namespace
+        os.makedirs(HOSTS_DIR, exist_ok=True)
+        self.hosts = os.path.join(HOSTS_DIR, os.path.basename(self.netns))
+        with open(self.hosts, "w") as f:
+            f.write("127.0.0.1\tlocalhost\n")
         self.link = session.ifname("t")
         host().netlink.add_veth(self.link, self.link + "p", host_netns_fd(), alias=session.alias)
         self.container = None
@@ -389,6 +404,7 @@ class Leftovers:
             f"ledger {self.session.ledger_path}": os.path.exists(self.session.ledger_path),
             f"link {self.link}": any(
                 ln["ifname"] == self.link for ln in iproute_json(None, "link", "show")),
+            f"hosts file {os.path.basename(self.hosts)}": os.path.exists(self.hosts),
         }
         if self.container is not None:
             import docker.errors
@@ -409,7 +425,8 @@ class Leftovers:
                  f"{os.path.basename(self.netns)}",
                  f"removed link {self.link} ({self.session.alias})",
                  f"killed process {self.stray.pid} (sleep) left by session {self.session.id}",
-                 f"removed process ledger {os.path.basename(self.session.ledger_path)}"]
+                 f"removed process ledger {os.path.basename(self.session.ledger_path)}",
+                 f"removed hosts file {os.path.basename(self.hosts)}"]
         if self.container is not None:
             lines += [f"removed container {self.container.name} (session {self.session.id})",
                       f"removed link {self.attached_link} in container {self.attached.name} "
@@ -428,6 +445,8 @@ class Leftovers:
             os.unlink(self.session.ledger_path)
         remove_named_netns(self.netns)
         host().netlink.delete_link(self.link)
+        if os.path.exists(self.hosts):
+            os.unlink(self.hosts)
         if self.container is not None:
             remove_container(self.container)
             self._in_container(self.attached, lambda nl: nl.delete_link(self.attached_link))

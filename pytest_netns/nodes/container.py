@@ -23,6 +23,7 @@ from ..ownership import Session, current_session
 from .base import Node
 from .engine import docker_client, remove_container
 from .exec_docker import DockerExecutor
+from .hosts import Edit, edit_container_hosts
 from .images import container_command, ensure_image
 from .ledger import ledger_for
 
@@ -81,6 +82,16 @@ class ContainerNode(Node):
                 "exited: stopped or removed outside pytest-netns); its address no longer "
                 "belongs to a running container"
             )
+
+    def update_names(self, edit: Edit) -> None:
+        """Rewrite the container's own /etc/hosts from the host, following no symlink."""
+        try:
+            edit_container_hosts(self.pid, edit)
+        except (OSError, NetnsError) as exc:
+            raise ContainerError(
+                f"cannot write /etc/hosts of container {self.name!r}: {exc}; names of the "
+                "other nodes will not resolve in it"
+            ) from exc
 
     def _make_executor(self) -> DockerExecutor:
         """A container we did not start: every command is tracked and written down, since

@@ -114,15 +114,15 @@ def test_the_images_own_command_runs_unless_one_is_given() -> None:
     assert container_command(ours, None) == DEFAULT_COMMAND
 
 
-@pytest.mark.parametrize("name", ["a", "n0", "web-1", "db_primary", "x.y", "A" * 63])
+@pytest.mark.parametrize("name", ["a", "n0", "web-1", "db_primary", "x.y", "_a", "A" * 63])
 def test_node_names_every_backend_accepts(name: str) -> None:
     check_node_name(name)
 
 
-@pytest.mark.parametrize("name", ["my node", "nœud-ü", "-a", ".a", "_a", "a/b", "a:b", "",
+@pytest.mark.parametrize("name", ["my node", "nœud-ü", "-a", ".a", "a/b", "a:b", "", "123",
                                   "A" * 64, "host", None, 3])
-def test_node_names_docker_would_refuse(name: Any) -> None:
-    with pytest.raises(InvalidTopologyError, match="invalid node name"):
+def test_node_names_docker_or_a_hosts_file_would_refuse(name: Any) -> None:
+    with pytest.raises(InvalidTopologyError, match="name"):
         check_node_name(name)
 
 
