@@ -200,7 +200,7 @@ def kill_and_wait(proc: subprocess.Popen[bytes], info: dict[str, Any],
         if process_running(info["server"]):
             left.append(f"server process {info['server']}")
         left += [f"process {pid} started in the host or an attached container"
-                 for pid in info["strays"] if process_running(pid)]
+                 for pid in info.get("strays", []) if process_running(pid)]
         left += [f"`{command}` left by exec" for netns, command in info.get("exec_left", [])
                  if running(tuple(netns), command)]
         objects_gone = time.monotonic() - killed
