@@ -22,6 +22,8 @@ SESSIONS_DIR = os.path.join(STATE_DIR, "sessions")
 KEPT_DIR = os.path.join(STATE_DIR, "kept")
 LABS_DIR = os.path.join(STATE_DIR, "labs")
 LAB_RECORD = "lab.json"
+#: per session, the processes it started in namespaces it does not own (nodes/ledger.py)
+PROCESSES_DIR = os.path.join(STATE_DIR, "processes")
 ALIAS_PREFIX = "pytest-netns:"
 NETNS_PREFIX = "pytest-netns-"
 CONTAINER_LABEL = "pytest-netns.session"
@@ -76,8 +78,16 @@ class Session:
             f.write(f"{self.pid} {process_start(self.pid) or 0}")
 
     def unregister(self) -> None:
+        """A clean end: the session is no longer live, and nothing it started is left."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(SESSIONS_DIR, self.id))
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.ledger_path)
+
+    @property
+    def ledger_path(self) -> str:
+        """Where the processes it starts in namespaces it does not own are written down."""
+        return os.path.join(PROCESSES_DIR, f"{self.id}-{self.pid}")
 
 
 def process_start(pid: int) -> int | None:

@@ -30,15 +30,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from netcheck import iproute_json
+from netcheck import iproute_json, netns_identity, running
 
 from conftest import need_docker
 from pytest_netns import ownership
 from pytest_netns.kernel.netns import NETNS_RUN_DIR, create_named_netns, host_netns_fd
+from pytest_netns.kernel.proctree import ProcessTree, netns_id
 from pytest_netns.lifecycle import hooks, reaper
 from pytest_netns.nodes.engine import remove_container
 from pytest_netns.nodes.host import host
 from pytest_netns.nodes.hosts import HOSTS_DIR
+from pytest_netns.nodes.ledger import ledger_for
 from pytest_netns.ownership import SESSIONS_DIR, Session, process_start
 from pytest_netns.topology.subnets import RESERVATIONS
 
@@ -58,18 +60,25 @@ def test_hold(make_bridged_pair, make_nat_uplink, make_host_only_link,
         make_nat_uplink(backend=backend, verify=False)
         make_host_only_link(backend=backend, verify=False)
     attached = os.environ.get("PN_ATTACH")
+    strays = []  # started where no namespace sweep or container removal reaches
     if attached:
         make_isolated_container(container=attached, iface="eth7", verify=False)
-        make_host_only_link(container=attached, iface="eth8", verify=False)
+        link = make_host_only_link(container=attached, iface="eth8", verify=False)
+        strays.append(link.node.spawn(["/bin/busybox", "sleep", "604"]).pid)
+        link.node.exec(["/bin/busybox", "sh", "-c", "busybox sleep 605 >/dev/null 2>&1 &"])
+    from pytest_netns.nodes.host import host
+    strays.append(host().spawn(["sleep", "603"]).pid)
     # a server left running inside a namespace node keeps that namespace alive
     node = make_isolated_container(backend="namespace", verify=False).node
     node.exec(["true"])  # the node's private hosts file exists from its first process on
     server = node.call(subprocess.Popen, ["sleep", "600"])
+    node.exec(["sh", "-c", "sleep 606 >/dev/null 2>&1 &"])
     if os.environ.get("PN_KEEP"):
         ownership.mark_kept(netns_session)
     wd = hooks.current_watchdog()
     info = {"sid": netns_session.id, "pid": os.getpid(), "watchdog": wd.pid,
-            "server": server.pid, "pytest_sid": os.getsid(0), "watchdog_sid": os.getsid(wd.pid)}
+            "server": server.pid, "strays": strays, "node_netns": node.netns,
+            "pytest_sid": os.getsid(0), "watchdog_sid": os.getsid(wd.pid)}
     tmp = os.environ["PN_READY"] + ".tmp"
     with open(tmp, "w") as f:
         json.dump(info, f)
@@ -190,6 +199,10 @@ def kill_and_wait(proc: subprocess.Popen[bytes], info: dict[str, Any],
                 if x != record]
         if process_running(info["server"]):
             left.append(f"server process {info['server']}")
+        left += [f"process {pid} started in the host or an attached container"
+                 for pid in info.get("strays", []) if process_running(pid)]
+        left += [f"`{command}` left by exec" for netns, command in info.get("exec_left", [])
+                 if running(tuple(netns), command)]
         objects_gone = time.monotonic() - killed
         if not left or objects_gone > DEADLINE:
             break
@@ -213,7 +226,15 @@ def test_sigkill_mid_topology_leaves_nothing(
     backends = "docker,namespace" if docker else "namespace"
     proc, info = start_held_session(tmp_path, backends, attached.name if attached else None)
     attached_pid = int(attached.attrs["State"]["Pid"]) if attached else None
+    info["exec_left"] = [(netns_identity(info["node_netns"]), "sleep 606")]
+    if attached_pid:
+        info["exec_left"].append((netns_identity(f"/proc/{attached_pid}/ns/net"),
+                                  "busybox sleep 605"))
     try:
+        deadline = time.monotonic() + 10  # a shell's background child may still be starting
+        while not all(running(tuple(ns), cmd) for ns, cmd in info["exec_left"]):
+            assert time.monotonic() < deadline, info
+            time.sleep(0.05)
         before = session_objects(info["sid"], info["pid"], attached_pid, docker)
         assert any(b.startswith("netns ") for b in before), before
         assert any(b.startswith("host link ") for b in before), before
@@ -337,6 +358,10 @@ class Leftovers:
         # a process left running inside it, as a crashed session's server would be
         self.server = thread.call(subprocess.Popen, ["sleep", "600"])
         thread.stop()
+        # and one in the host, known only from the session's ledger of such processes
+        self.stray = subprocess.Popen(["sleep", "600"], start_new_session=True)
+        ledger_for(session, netns_id(f"/proc/{os.getpid()}/ns/net"))(
+            ProcessTree.of(self.stray.pid))
         # the namespace node's private hosts file, named after its namespace
         os.makedirs(HOSTS_DIR, exist_ok=True)
         self.hosts = os.path.join(HOSTS_DIR, os.path.basename(self.netns))
@@ -375,6 +400,8 @@ class Leftovers:
         out = {
             f"netns {os.path.basename(self.netns)}": os.path.exists(self.netns),
             f"process {self.server.pid}": self.server.poll() is None,
+            f"host process {self.stray.pid}": self.stray.poll() is None,
+            f"ledger {self.session.ledger_path}": os.path.exists(self.session.ledger_path),
             f"link {self.link}": any(
                 ln["ifname"] == self.link for ln in iproute_json(None, "link", "show")),
             f"hosts file {os.path.basename(self.hosts)}": os.path.exists(self.hosts),
@@ -397,6 +424,8 @@ class Leftovers:
                  f"killed process {self.server.pid} (sleep) left in netns "
                  f"{os.path.basename(self.netns)}",
                  f"removed link {self.link} ({self.session.alias})",
+                 f"killed process {self.stray.pid} (sleep) left by session {self.session.id}",
+                 f"removed process ledger {os.path.basename(self.session.ledger_path)}",
                  f"removed hosts file {os.path.basename(self.hosts)}"]
         if self.container is not None:
             lines += [f"removed container {self.container.name} (session {self.session.id})",
@@ -408,9 +437,12 @@ class Leftovers:
         """Tidy up whatever a failed test left (only this test's own objects)."""
         from pytest_netns.kernel.netns import remove_named_netns
 
-        if self.server.poll() is None:
-            self.server.kill()
-        self.server.wait()
+        for process in (self.server, self.stray):
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.session.ledger_path)
         remove_named_netns(self.netns)
         host().netlink.delete_link(self.link)
         if os.path.exists(self.hosts):
@@ -453,7 +485,8 @@ def test_sweep_removes_a_dead_session_and_spares_a_live_one(sweep_backend: Any) 
         # scoped to the dead session: a global include_kept sweep would also take the
         # kept sessions of tests running in parallel (xdist) with this one
         lines = reaper.sweep(include_kept=True, session_id=dead.id)
-        gone.server.wait()  # our child: reap the zombie the sweep made
+        gone.server.wait()  # our children: reap the zombies the sweep made
+        gone.stray.wait()
         assert not any(gone.present().values()), gone.present()
         for expected in gone.expected_lines():
             assert expected in lines, f"{expected!r} not reported in {lines}"
@@ -476,6 +509,7 @@ def test_sweep_without_keep_removes_dead_leftovers() -> None:
     try:
         reaper.sweep()
         left.server.wait()
+        left.stray.wait()
         assert not any(left.present().values()), left.present()
         assert not os.path.exists(os.path.join(SESSIONS_DIR, dead.id))
     finally:

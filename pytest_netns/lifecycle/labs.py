@@ -210,9 +210,8 @@ def _start_detached(topo: Topology, commands: list[Detached],
     for command in commands:
         node = topo.nodes[command.node]
         assert isinstance(node, NamespaceNode)
-        process = node.spawn(command.argv, output=os.path.join(directory,
-                                                                 f"{command.node}.log"))
-        pids[command.node] = process.pid
+        pids[command.node] = node.start_detached(
+            command.argv, os.path.join(directory, f"{command.node}.log"))
     return pids
 
 

@@ -31,13 +31,23 @@ from typing import TYPE_CHECKING, Any
 
 from ..kernel.netlink import Netlink
 from ..kernel.netns import NETNS_RUN_DIR, NetnsThread, remove_named_netns
+from ..kernel.proctree import (
+    NetnsId,
+    ProcStat,
+    describe,
+    end_processes,
+    netns_members,
+    netns_of,
+    trees_members,
+)
 from ..nodes.host import host
 from ..nodes.hosts import HOSTS_DIR, edit_container_hosts
-from ..nodes.process import kill_in_netns
+from ..nodes.ledger import read_ledger
 from ..ownership import (
     CONTAINER_LABEL,
     CONTAINER_PID_LABEL,
     KEPT_DIR,
+    PROCESSES_DIR,
     SESSIONS_DIR,
     STATE_DIR,
     lab_names,
@@ -56,6 +66,7 @@ DOCKER_TIMEOUT = 8  # seconds per engine call during a sweep
 _NETNS_RE = re.compile(r"^pytest-netns-([0-9A-Za-z_]+)-(\d+)-\d+-")
 _ALIAS_RE = re.compile(r"^pytest-netns:([0-9A-Za-z_]+):(\d+)")
 _UPLINK_RE = re.compile(r"^uplink-([0-9A-Za-z_]+)\.json$")  # uplink.state_file()
+_LEDGER_RE = re.compile(r"^([0-9A-Za-z_]+)-(\d+)$")  # Session.ledger_path
 
 
 @dataclass(frozen=True)
@@ -142,9 +153,12 @@ def sweep(*, include_kept: bool = False, session_id: str | None = None,
     # kernel objects first: they take milliseconds, and a stalled engine
     # must not hold them up
     lines = _sweep_uplinks(judge)
+    lines += _sweep_processes(judge)
     lines += _sweep_netns(judge)
     lines += _sweep_hosts_files(judge)
     lines += _sweep_links(judge, host().netlink, "")
+    lines += [f"released subnet {what}"
+              for what in release_dead(session_id, include_kept=include_kept)]
     try:
         lines += _sweep_docker(judge) if containers else []
     except Exception as exc:  # the engine stalled or went away: keep records for a retry
@@ -152,8 +166,6 @@ def sweep(*, include_kept: bool = False, session_id: str | None = None,
         lines.append(f"could not sweep containers: {type(exc).__name__}: {exc}")
     lines += _sweep_labs(judge)
     lines += _sweep_records(judge)
-    # last: a kept session's subnets are free once its marker is gone
-    lines += [f"released subnet {what}" for what in release_dead()]
     return lines
 
 
@@ -211,9 +223,51 @@ def _sweep_netns(judge: _Judge) -> list[str]:
             # that session started them there, and they would keep the
             # namespace, and every veth in it, alive after its name is gone
             lines += [f"killed process {what} left in netns {name}"
-                      for what in kill_in_netns(st.st_ino)]
+                      for what in _end(functools.partial(netns_members, (st.st_dev, st.st_ino)))]
         lines += judge.attempt(owner.sid, f"netns {name}",
                                functools.partial(remove_named_netns, path))
+    return lines
+
+
+# -- processes ----------------------------------------------------------------
+
+
+def _end(find: Callable[[], list[ProcStat]]) -> list[str]:
+    """SIGKILL what `find` finds (again, until nothing is left); describe each one."""
+    found = find()
+    if found:
+        names = describe(found)
+        end_processes(find, grace=0)
+        return names
+    return []
+
+
+def _sweep_processes(judge: _Judge) -> list[str]:
+    """End what dead sessions started in the host or in attached containers.
+
+    Those namespaces are not ours, so nothing else would; each session wrote
+    down what it started there (`nodes/ledger.py`), and only those trees, in
+    the namespace each was started in, are ended.
+    """
+    lines: list[str] = []
+    for name in listdir(PROCESSES_DIR):
+        m = _LEDGER_RE.match(name)
+        if not m or not judge.doomed(Owner(m[1], int(m[2]))):
+            continue
+        path = os.path.join(PROCESSES_DIR, name)
+        entries = read_ledger(path)
+
+        def find(entries: list[tuple[Any, NetnsId]] = entries) -> list[ProcStat]:
+            allowed = {ns for _, ns in entries}
+            members = trees_members(tree for tree, _ in entries)
+            return [s for s in members if netns_of(s.pid) in allowed]
+
+        lines += [f"killed process {what} left by session {m[1]}" for what in _end(find)]
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            continue
+        lines.append(f"removed process ledger {name}")
     return lines
 
 

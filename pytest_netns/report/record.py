@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from ..choices import CAPTURE_MODES
 from ..errors import InvalidArgumentError
 from ..ownership import Session, mark_kept
-from .describe import describe_probes, describe_topology, enter_commands
+from .describe import describe_probes, describe_processes, describe_topology, enter_commands
 from .summary import SESSION, relative
 
 if TYPE_CHECKING:
@@ -136,6 +136,9 @@ class TestRecord:
         for topo in self.topologies:
             lines += describe_topology(topo)
             lines.append("")
+            processes = describe_processes(topo)
+            if processes:
+                lines += [*processes, ""]
         lines += describe_probes(self.probes)
         for matrix in self.matrices:
             lines += ["", "reachability matrix"]
