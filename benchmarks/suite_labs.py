@@ -46,9 +46,13 @@ IMPORTS = ("import time; t = time.perf_counter(); import pytest_netns.cli, "
            "print(time.perf_counter() - t)")
 
 
+# as an installed package runs: with its bytecode cached (the first rounds write it)
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def _run(*argv: str) -> float:
     started = time.perf_counter()
-    subprocess.run(list(argv), check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(list(argv), check=True, stdout=subprocess.DEVNULL, env=ENV)
     return time.perf_counter() - started
 
 
@@ -92,7 +96,7 @@ def lab_up(ctx: Context) -> None:
                              up=up, in_test=in_test)
     python, whole, in_process = samples["python"], samples["up"], samples["in_test"]
     own = Sample([u - p for u, p in zip(whole.times, python.times, strict=True)])
-    imports = Sample([float(subprocess.run([sys.executable, "-c", IMPORTS], check=True,
+    imports = Sample([float(subprocess.run([sys.executable, "-c", IMPORTS], check=True, env=ENV,
                                            capture_output=True, text=True).stdout)
                       for _ in range(max(ctx.rounds // 2, 5))])
     ctx.add(absolute(group, "`pytest-netns up` of a 3-node lab (namespaces): its own work "
