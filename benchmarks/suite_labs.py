@@ -50,10 +50,18 @@ IMPORTS = ("import time; t = time.perf_counter(); import pytest_netns.cli, "
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
-def _run(*argv: str) -> float:
+def _run(*argv: str, cpu: Sample | None = None) -> float:
+    """Wall seconds of one command; its CPU seconds (user + system) go to `cpu`."""
     started = time.perf_counter()
-    subprocess.run(list(argv), check=True, stdout=subprocess.DEVNULL, env=ENV)
-    return time.perf_counter() - started
+    proc = subprocess.Popen(list(argv), stdout=subprocess.DEVNULL, env=ENV)
+    _, status, usage = os.wait4(proc.pid, 0)
+    took = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{argv} failed with status {proc.returncode}")
+    if cpu is not None:
+        cpu.times.append(usage.ru_utime + usage.ru_stime)
+    return took
 
 
 def lab_up(ctx: Context) -> None:
@@ -65,14 +73,14 @@ def lab_up(ctx: Context) -> None:
 
     group = "lab file"
     name = f"{ctx.tag}lab"
-    down = Sample()
+    down, up_cpu, python_cpu = Sample(), Sample(), Sample()
     with tempfile.TemporaryDirectory(prefix=f"{ctx.tag}-") as tmp:
         path = os.path.join(tmp, "lab.yaml")
         with open(path, "w") as f:
             f.write(LAB.format(name=name))
 
         def up() -> float:
-            took = _run(SCRIPT, "up", path, "--backend", "namespace")
+            took = _run(SCRIPT, "up", path, "--backend", "namespace", cpu=up_cpu)
             record = read_lab(name) or {}
             down.times.append(_run(SCRIPT, "down", path))
             left = [n for n in os.listdir("/run/netns")
@@ -92,19 +100,21 @@ def lab_up(ctx: Context) -> None:
             return took
 
         samples = interleave(ctx.rounds, 2, settle=0.05,
-                             python=lambda: _run(sys.executable, "-c", "pass"),
+                             python=lambda: _run(sys.executable, "-c", "pass", cpu=python_cpu),
                              up=up, in_test=in_test)
     python, whole, in_process = samples["python"], samples["up"], samples["in_test"]
     own = Sample([u - p for u, p in zip(whole.times, python.times, strict=True)])
+    own_cpu = Sample([u - p for u, p in zip(up_cpu.times, python_cpu.times, strict=True)])
     imports = Sample([float(subprocess.run([sys.executable, "-c", IMPORTS], check=True, env=ENV,
                                            capture_output=True, text=True).stdout)
                       for _ in range(max(ctx.rounds // 2, 5))])
     ctx.add(absolute(group, "`pytest-netns up` of a 3-node lab (namespaces): its own work "
                      "beyond Python start-up (median of paired differences)", own.median, 0.100,
                      note=f"whole command {fmt_s(whole.median)}, `python -c pass` "
-                     f"{fmt_s(python.median)}; of the command's own work, its imports "
+                     f"{fmt_s(python.median)}; CPU time (user + system) beyond Python's "
+                     f"{fmt_s(own_cpu.median)}; of the command's own work, its imports "
                      f"(the CLI, PyYAML, the builder) take {fmt_s(imports.median)} "
-                     f"({imports.spread})"))
+                     f"({imports.spread}); load average {os.getloadavg()[0]:.1f}"))
     ctx.add(Row(group, "the same lab built in a test (make_lab: read, check, build; "
                 "in-process)", fmt_s(in_process.median),
                 note="what a test waits for; no interpreter start, imports or record"))
