@@ -45,6 +45,11 @@ class InvalidProbeError(InvalidArgumentError):
     """A probe asked for with arguments that cannot be sent (source, port, timeout)."""
 
 
+class InvalidImpairmentError(InvalidArgumentError):
+    """An impairment, cut or partition asked for with values that cannot be applied
+    (a loss outside 0-100, an unparsable time, an unknown direction or link)."""
+
+
 # -- the host cannot do what was asked ------------------------------------------
 
 
@@ -54,6 +59,10 @@ class SubnetExhaustedError(NetnsError):
 
 class UnsupportedKindError(NetnsError):
     """A kernel link driver (dummy, netem, ...) this kernel does not have."""
+
+
+class UnsupportedImpairmentError(UnsupportedKindError):
+    """An impairment this kernel cannot apply; the message names what would be needed."""
 
 
 class MissingToolError(NetnsError):
@@ -93,3 +102,8 @@ class EgressError(NetnsError):
 
 class NodeClosedError(NetnsError):
     """A node of a topology that was closed: nothing can run in it any more."""
+
+
+class ImpairmentError(NetnsError):
+    """An impairment, cut or partition that the kernel refused, that did not take
+    effect when checked, or whose forwarder process is gone."""
