@@ -5,7 +5,7 @@ pytest_netns`, which pytest does for every run where the plugin is
 installed, loads no other module and makes no system call.
 
 The package is layered, each layer importing only from those before it:
-`errors`, `ownership`, `choices` (the base); `kernel` (namespaces, netlink);
+`errors`, `ownership`, `choices`, `units` (the base); `kernel` (namespaces, netlink);
 `nodes` (containers, namespaces, the host); `probes`; `topology` (describe,
 plan, build); `report` (failure reports, captures, diagrams); `lifecycle`
 (session start and end, crash recovery); and at the top the pytest `plugin`,
@@ -31,6 +31,9 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
         ImageError as ImageError,
     )
     from .errors import (
+        ImpairmentError as ImpairmentError,
+    )
+    from .errors import (
         InterfaceNameError as InterfaceNameError,
     )
     from .errors import (
@@ -38,6 +41,9 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
     )
     from .errors import (
         InvalidArgumentError as InvalidArgumentError,
+    )
+    from .errors import (
+        InvalidImpairmentError as InvalidImpairmentError,
     )
     from .errors import (
         InvalidProbeError as InvalidProbeError,
@@ -70,6 +76,9 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
         TopologyBuildError as TopologyBuildError,
     )
     from .errors import (
+        UnsupportedImpairmentError as UnsupportedImpairmentError,
+    )
+    from .errors import (
         UnsupportedKindError as UnsupportedKindError,
     )
     from .errors import (
@@ -94,6 +103,9 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
         ping as ping,
     )
     from .probes.api import (
+        ping_stats as ping_stats,
+    )
+    from .probes.api import (
         probe as probe,
     )
     from .probes.api import (
@@ -112,6 +124,7 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
         reachability_matrix as reachability_matrix,
     )
     from .probes.result import ProbeResult as ProbeResult
+    from .probes.series import PingStats as PingStats
     from .topology.builder import TopologyBuilder as TopologyBuilder
     from .topology.factories import (
         BridgedPairFactory as BridgedPairFactory,
@@ -128,6 +141,8 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
     from .topology.factories import (
         TopologyFactory as TopologyFactory,
     )
+    from .topology.faults import Flapping as Flapping
+    from .topology.faults import Partition as Partition
     from .topology.links import Link as Link
     from .topology.recipes import (
         BridgedPair as BridgedPair,
@@ -149,22 +164,26 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
 _WHERE = {
     **dict.fromkeys(
         ["ContainerError", "DockerUnavailableError", "EgressError", "ImageError",
-         "InterfaceNameError", "InvalidAddressError", "InvalidArgumentError",
-         "InvalidProbeError", "InvalidTopologyError", "MissingToolError", "NetnsError",
-         "NodeClosedError", "NotPermittedError", "SubnetExhaustedError", "SubnetOverlapError",
-         "SubnetTooSmallError", "TopologyBuildError", "UnsupportedKindError",
+         "ImpairmentError", "InterfaceNameError", "InvalidAddressError", "InvalidArgumentError",
+         "InvalidImpairmentError", "InvalidProbeError", "InvalidTopologyError",
+         "MissingToolError", "NetnsError", "NodeClosedError", "NotPermittedError",
+         "SubnetExhaustedError", "SubnetOverlapError", "SubnetTooSmallError",
+         "TopologyBuildError", "UnsupportedImpairmentError", "UnsupportedKindError",
          "VerificationError"], "errors"),
     "Interface": "nodes.base",
     "Node": "nodes.base",
     "ContainerNode": "nodes.container",
     "NamespaceNode": "nodes.namespace",
     "Process": "nodes.process",
-    **dict.fromkeys(["assert_reachable", "assert_unreachable", "ping", "probe", "probe_tcp",
-                     "probe_udp", "wait_for_tcp"], "probes.api"),
+    **dict.fromkeys(["assert_reachable", "assert_unreachable", "ping", "ping_stats", "probe",
+                     "probe_tcp", "probe_udp", "wait_for_tcp"], "probes.api"),
     "ReachabilityMatrix": "probes.matrix",
     "reachability_matrix": "probes.matrix",
     "ProbeResult": "probes.result",
+    "PingStats": "probes.series",
     "TopologyBuilder": "topology.builder",
+    "Flapping": "topology.faults",
+    "Partition": "topology.faults",
     **dict.fromkeys(["BridgedPairFactory", "HostOnlyLinkFactory", "IsolatedContainerFactory",
                      "NatUplinkFactory", "TopologyFactory"], "topology.factories"),
     "Link": "topology.links",

@@ -599,7 +599,8 @@ class ForwarderClient:
         """
         import subprocess  # only the owner needs it; the forwarder starts faster without
 
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        ours, theirs = socket.socketpair(socket.AF_UNIX,
+                                         socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         parent = "0" if detached else str(os.getpid())
         argv = [sys.executable, "-S", "-m", MODULE, "--control-fd", str(theirs.fileno()),
                 "--parent-pid", parent, "--tag", tag]

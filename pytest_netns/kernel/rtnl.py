@@ -9,8 +9,8 @@ links; add and remove addresses; add routes; look a route up; dump links,
 addresses and routes) are a fixed handful, encoded with `struct` and sent on
 a plain NETLINK_ROUTE socket: about 20 microseconds each, plus the kernel's
 own time. Traffic control (`tc.py`) encodes its qdiscs and filters with the
-same helpers and sends them on the same socket. Refusals raise `RtnlError`, which carries the errno in `code`
-just as pyroute2's `NetlinkError` does.
+same helpers and sends them on the same socket. Refusals raise `RtnlError`,
+which carries the errno in `code` just as pyroute2's `NetlinkError` does.
 
 The encoders are pure functions (`*_body`), so a unit test can compare
 their bytes with pyroute2's encoding of the same request, without root.
@@ -397,8 +397,9 @@ class Rtnl:
 
     def set_link(self, index: int, up: bool | None = None, ifname: str | None = None,
                  alias: str | None = None, master: int | None = None,
-                 netns_fd: int | None = None) -> None:
-        self.request(RTM_NEWLINK, set_link_body(index, up, ifname, alias, master, netns_fd))
+                 netns_fd: int | None = None, gso_max_segs: int | None = None) -> None:
+        self.request(RTM_NEWLINK, set_link_body(index, up, ifname, alias, master, netns_fd,
+                                                gso_max_segs))
 
     def delete_link(self, index: int) -> None:
         self.request(RTM_DELLINK, ifinfo(index))

@@ -12,21 +12,27 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
 from ..choices import NODE_BACKENDS as BACKENDS
-from ..errors import InvalidAddressError, InvalidTopologyError, UnsupportedKindError
+from ..errors import (
+    InvalidAddressError,
+    InvalidImpairmentError,
+    InvalidTopologyError,
+    UnsupportedKindError,
+)
 from ..kernel.privileges import require_privileges
 from ..ownership import Session, current_session
 from .addresses import check_assignable, check_ifname, parse_ip, parse_subnet
-from .construct import Constructor
+from .construct import Constructor, impair
 from .plan import Plan, make_plan
 from .spec import (
     HOST,
     EndpointSpec,
     Expectation,
+    ImpairmentSpec,
     Network,
     NodeSpec,
     Role,
@@ -90,6 +96,7 @@ class TopologyBuilder:
         self._segments: dict[str, SegmentSpec] = {}
         self._routes: list[RouteSpec] = []
         self._expect: list[Expectation] = []
+        self._impairments: list[ImpairmentSpec] = []
         self._built = False
 
     @property
@@ -164,15 +171,23 @@ class TopologyBuilder:
         peer_ip: str | None = None,
         iface: str | None = None,
         peer_iface: str | None = None,
+        impair: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
     ) -> str:
         """Connect node `a` to a switch, another node, or `HOST`; return the segment name.
 
         `ip`/`iface` are `a`'s end; `peer_ip`/`peer_iface` the other end's (not
-        for a switch, whose ports carry no address).
+        for a switch, whose ports carry no address). `impair` takes
+        `Link.impair`'s keywords (`{"delay": "20ms", "loss": 1}`, with an
+        optional "direction"), or a list of them for different directions;
+        they are applied once the topology is built and verified.
         """
         if a == HOST:
             a, b, ip, peer_ip, iface, peer_iface = b, a, peer_ip, ip, peer_iface, iface
         self._need_node(a, "connect")
+        if b != HOST and b not in self._nodes:
+            self._need_node(b, "connect")
+        if impair is not None:
+            self._impairments += _impairments(a, b, impair)
         end_a = EndpointSpec(a, _ifname_or_none(iface), _ip_or_none(ip))
         if b in self._segments and self._segments[b].kind == SegmentKind.SWITCH:
             if peer_ip or peer_iface:
@@ -288,7 +303,8 @@ class TopologyBuilder:
         """
         require_privileges()  # one clear error before any file or namespace is made
         return make_plan(self.label, f"{self.session.id}:{self.label}", self._nodes,
-                         list(self._segments.values()), self._routes, self._expect)
+                         list(self._segments.values()), self._routes, self._expect,
+                         self._impairments)
 
     def build(self) -> Topology:
         """Create everything; on any failure remove what was made, then re-raise."""
@@ -304,6 +320,7 @@ class TopologyBuilder:
                 topo.build_seconds = time.perf_counter() - started
                 if self.verify:
                     Constructor.verify(plan, topo)
+                impair(plan, topo)
             except BaseException:
                 topo.close()
                 raise
@@ -331,3 +348,32 @@ def _ip_or_none(value: str | None) -> ipaddress.IPv4Address | None:
 
 def _ifname_or_none(value: str | None) -> str | None:
     return None if value is None else check_ifname(value)
+
+
+_IMPAIR_KEYS = ("delay", "jitter", "loss", "rate", "duplicate", "corrupt", "reorder",
+                "distribution", "direction")
+
+
+def _impairments(a: str, b: str, given: object) -> list[ImpairmentSpec]:
+    """`connect(..., impair=...)` checked now, so a bad value fails before anything exists."""
+    from ..kernel.impairment import Impairment
+    from .faults import parse_direction
+
+    specs = [given] if isinstance(given, Mapping) else given
+    if not isinstance(specs, Sequence) or isinstance(specs, str) or not all(
+            isinstance(s, Mapping) for s in specs):
+        raise InvalidImpairmentError(
+            f"impair={given!r} for {a}<->{b}: give Link.impair's keywords as a dict, e.g. "
+            "{'delay': '20ms', 'loss': 1}, or a list of such dicts (one per direction)")
+    out = []
+    for spec in specs:
+        unknown = sorted(set(spec) - set(_IMPAIR_KEYS))
+        if unknown:
+            raise InvalidImpairmentError(
+                f"impair={dict(spec)!r} for {a}<->{b}: unknown keys {unknown}; valid: "
+                f"{', '.join(_IMPAIR_KEYS)}")
+        values = dict(spec)
+        parse_direction(values.get("direction", "both"), (a, b))
+        Impairment.parse(**{k: v for k, v in values.items() if k != "direction"})
+        out.append(ImpairmentSpec(a, b, values))
+    return out

@@ -1,8 +1,9 @@
 """Construction: turning a `Plan` into kernel objects, in order.
 
 Nodes first (namespaces, started or attached containers), then links
-(bridges, veths, guest-only NICs, NAT), then routes; finally the plan's
-expectations are proved with probes. Any failure propagates to the
+(bridges, veths, guest-only NICs, NAT), then routes; then the plan's
+expectations are proved with probes, and last the links described as
+impaired are impaired (so verification is not slowed or lost to them). Any failure propagates to the
 builder, which closes the topology, removing whatever exists by then.
 """
 
@@ -197,6 +198,12 @@ class Constructor:
                     "host blocks the path; run `pytest-netns doctor`, or pass verify=False "
                     "to skip this check"
                 )
+
+
+def impair(plan: Plan, topo: Topology) -> None:
+    """Impair the links the description asked for (`connect(..., impair=...)`)."""
+    for spec in plan.impairments:
+        topo.link(spec.a, spec.b).impair(**spec.values)
 
 
 def _check_images(specs: list[NodeSpec]) -> None:

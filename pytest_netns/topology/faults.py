@@ -231,7 +231,7 @@ class TopologyFaults:
                 f"partition group {index + 1} is {group!r}; give a list of nodes or names "
                 "(or one node or name)")
         names = []
-        valid = sorted(self.topology.members()) + [HOST]
+        valid = [*sorted(self.topology.members()), HOST]
         for member in members:
             name = member.name if isinstance(member, Node) else member
             if not isinstance(name, str) or name not in valid:

@@ -20,6 +20,7 @@ from .spec import (
     HOST,
     EndpointSpec,
     Expectation,
+    ImpairmentSpec,
     Network,
     NodeSpec,
     Role,
@@ -63,6 +64,7 @@ class Plan:
     expectations: tuple[Expectation, ...] = ()
     reserved: tuple[Network, ...] = ()
     explicit_ifnames: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    impairments: tuple[ImpairmentSpec, ...] = ()
 
     def role(self, name: str) -> Role:
         return next(n.role for n in self.nodes if n.name == name)
@@ -79,6 +81,7 @@ def make_plan(
     segments: Sequence[SegmentSpec],
     routes: Sequence[RouteSpec] = (),
     expectations: Sequence[Expectation] = (),
+    impairments: Sequence[ImpairmentSpec] = (),
 ) -> Plan:
     """Check everything, reserve subnets, and assign every address."""
     explicit_ifnames = check_description(segments)
@@ -108,7 +111,7 @@ def make_plan(
         release(reserved)
         raise
     return Plan(label, tuple(nodes.values()), planned, tuple(routes), tuple(expectations),
-                reserved, explicit_ifnames)
+                reserved, explicit_ifnames, tuple(impairments))
 
 
 def check_description(segments: Sequence[SegmentSpec]) -> dict[str, frozenset[str]]:
