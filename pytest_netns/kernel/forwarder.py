@@ -564,6 +564,27 @@ def main(argv: list[str] | None = None) -> None:
     Forwarder(control, int(seed) if seed is not None else None).run()
 
 
+def is_forwarder(pid: int, tag: str, start: int = 0) -> bool:
+    """Whether `pid` is a forwarder started with `--tag tag` (and, given `start`, the one
+    that started then): never end a process by its name alone."""
+    from ..ownership import process_start
+
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            comm = f.read().strip()
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return False
+    if comm != PROCESS_NAME or MODULE.encode() not in argv:
+        return False
+    if b"--tag" not in argv or argv.index(b"--tag") + 1 >= len(argv):
+        return False
+    if argv[argv.index(b"--tag") + 1] != tag.encode():
+        return False
+    return not start or process_start(pid) == start
+
+
 # ---- the client ---------------------------------------------------------------------------
 
 

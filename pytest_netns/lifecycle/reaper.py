@@ -2,7 +2,9 @@
 
 Every object names its owner, a session id and a pid: namespaces in their
 names, root-namespace links (and links put into attached containers) in
-IFLA_IFALIAS, containers in two labels. Router firewalls live inside router
+IFLA_IFALIAS, containers in two labels, impairment forwarders in a record
+of the state directory (checked against the process's start time, name and
+`--tag` before it is ended). Router firewalls live inside router
 namespaces and go with them; the one host change, the opt-in real uplink,
 is undone from the state file it writes per session. A sweep removes an object only when its owner
 is dead: the pid is gone, is a zombie, or now belongs to a newer process
@@ -22,10 +24,12 @@ import functools
 import json
 import os
 import re
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..kernel.forwarder import is_forwarder
 from ..kernel.netlink import Netlink
 from ..kernel.netns import NETNS_RUN_DIR, NetnsThread, remove_named_netns
 from ..nodes.host import host
@@ -36,8 +40,10 @@ from ..ownership import (
     KEPT_DIR,
     SESSIONS_DIR,
     STATE_DIR,
+    forget_process,
     listdir,
     process_alive,
+    process_records,
     read_records,
 )
 from ..topology.subnets import release_dead
@@ -133,6 +139,7 @@ def sweep(*, include_kept: bool = False, session_id: str | None = None) -> list[
     # kernel objects first: they take milliseconds, and a stalled engine
     # must not hold them up
     lines = _sweep_uplinks(judge)
+    lines += _sweep_forwarders(judge)
     lines += _sweep_netns(judge)
     lines += _sweep_links(judge, host().netlink, "")
     lines += [f"released subnet {what}" for what in release_dead()]
@@ -177,6 +184,30 @@ def _sweep_uplinks(judge: _Judge) -> list[str]:
             lines.append(f"could not undo the uplink of session {m[1]}: {exc}")
             continue
         lines.append(f"removed uplink state of session {m[1]}")
+    return lines
+
+
+# -- impairment forwarders ------------------------------------------------------
+
+
+def _sweep_forwarders(judge: _Judge) -> list[str]:
+    """End the forwarders of dead sessions, by their recorded pid.
+
+    A forwarder dies with the thread that started it (PR_SET_PDEATHSIG), so
+    this finds one only when that failed, or when it was started detached.
+    The record goes once the process is gone.
+    """
+    lines: list[str] = []
+    for record in process_records():
+        sid, pid = str(record["session"]), int(record["pid"])
+        if not judge.doomed(Owner(sid, int(record["owner"]))):
+            continue
+        if is_forwarder(pid, sid, int(record["start"])):
+            def end(pid: int = pid) -> None:
+                os.kill(pid, signal.SIGKILL)
+
+            lines += judge.attempt(sid, f"forwarder process {pid} of session {sid}", end)
+        forget_process(sid, pid)
     return lines
 
 

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from .topology import Topology
 
 # what every topology of this process did, for the terminal summary
-FAULT_STATS = {"impaired links": 0, "cuts": 0, "flaps": 0, "partitions": 0, "forwarders": 0}
+FAULT_STATS = {"impairments": 0, "cuts": 0, "flaps": 0, "partitions": 0, "forwarders": 0}
 LOG_LIMIT = 50
 
 
@@ -138,6 +138,15 @@ class TopologyFaults:
     def links(self) -> list[LinkFaults]:
         with self._lock:
             return list(self._links.values())
+
+    def existing(self, link: Link) -> LinkFaults | None:
+        """The link's faults if it ever had one (reports read this; nothing is made)."""
+        with self._lock:
+            return self._links.get(id(link))
+
+    def active_partitions(self) -> list[Partition]:
+        with self._lock:
+            return [p for p in self.partitions if p.active]
 
     # -- the forwarder ---------------------------------------------------------------
 
@@ -400,7 +409,7 @@ class LinkFaults:
         with self._lock:
             for name in names:
                 self._direction(name).apply(imp)
-        FAULT_STATS["impaired links"] += 1
+        FAULT_STATS["impairments"] += 1
         what = imp.describe() if not imp.empty else "nothing (cleared)"
         self.topo.note(f"impaired {self._label(names)}: {what}")
 
@@ -501,6 +510,23 @@ class LinkFaults:
         flap, self._flapping = self._flapping, None
         if flap is not None:
             flap.stop()
+
+    def summary(self) -> str:
+        """One line for a diagram: "40 ms, 1 % loss", per direction when they differ."""
+        current = self.current()
+        parts = []
+        if current:
+            texts = {imp.describe() for imp in current.values()}
+            if len(current) == 2 and len(texts) == 1:
+                parts.append(texts.pop())
+            else:
+                parts += [f"{name} {imp.describe()}" for name, imp in current.items()]
+        if self._flapping is not None:
+            parts.append(f"flapping {format_time(self._flapping.down_for)}/"
+                         f"{format_time(self._flapping.period)}")
+        elif not self.is_up:
+            parts.append("DOWN")
+        return "; ".join(parts)
 
     def describe(self) -> list[str]:
         """Lines for a report: each impaired direction, and whether the link is cut."""
