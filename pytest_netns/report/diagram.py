@@ -271,7 +271,8 @@ def _mid(ident: str) -> str:
 
 
 def _mtext(text: str) -> str:
-    return '"' + text.replace('"', "#quot;").replace("\n", "<br/>") + '"'
+    return ('"' + text.replace('"', "#quot;").replace("|", "#124;").replace("\n", "<br/>")
+            + '"')
 
 
 def render_mermaid(d: Diagram) -> str:

@@ -186,8 +186,7 @@ class TopologyBuilder:
         self._need_node(a, "connect")
         if b != HOST and b not in self._nodes:
             self._need_node(b, "connect")
-        if impair is not None:
-            self._impairments += _impairments(a, b, impair)
+        impairments = _impairments(a, b, impair) if impair is not None else []
         end_a = EndpointSpec(a, _ifname_or_none(iface), _ip_or_none(ip))
         if b in self._segments and self._segments[b].kind == SegmentKind.SWITCH:
             if peer_ip or peer_iface:
@@ -204,6 +203,7 @@ class TopologyBuilder:
                     )
                 seg.subnet = net
             seg.endpoints.append(end_a)
+            self._impairments += impairments
             return b
         if b != HOST:
             self._need_node(b, "connect")
@@ -213,6 +213,7 @@ class TopologyBuilder:
         link_net = parse_subnet(subnet) if subnet is not None else None
         end_b = EndpointSpec(b, _ifname_or_none(peer_iface), _ip_or_none(peer_ip))
         self._segments[name] = SegmentSpec(name, SegmentKind.LINK, link_net, [end_a, end_b])
+        self._impairments += impairments
         return name
 
     def stub(
