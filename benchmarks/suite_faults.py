@@ -1,0 +1,460 @@
+"""Faults: how accurate the impairments are, what they cost, and that unused they cost nothing.
+
+Every figure is taken through the library as a test uses it (`Link.impair`,
+`Topology.partition`), on two namespace nodes joined by one veth, and read
+with plain sockets in those namespaces and the kernel's counters:
+
+- one-way delay: the sender writes CLOCK_REALTIME into each datagram, the
+  receiver takes the kernel's arrival stamp (SO_TIMESTAMPNS); both
+  namespaces share the clock;
+- loss: datagrams counted at the receiver's IP layer (Ip InReceives), so a
+  receiving socket that overflows under load cannot add to the losses;
+- rate and throughput: bytes a TCP socket received over a timed window,
+  after a warm-up;
+- costs: wall time of the calls; the forwarder's CPU from /proc.
+
+"No cost when unused" builds the same namespace bridged_pair with this
+tree and with the tree before faults existed (`git archive` of the parent
+of the commit that added topology/faults.py), in alternating subprocesses.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from .context import Context
+from .harness import Row, Sample, fmt_s
+
+PORT = 5401
+SO_TIMESTAMPNS = 35
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+GROUP = "faults"
+
+
+def _load() -> str:
+    return f"load {os.getloadavg()[0]:.1f}"
+
+
+@contextmanager
+def _pair(ctx: Context) -> Iterator[Any]:
+    """Two namespace nodes on one veth (ARP resolved), as a topology of the library."""
+    from pytest_netns.topology.builder import TopologyBuilder
+
+    t = TopologyBuilder(backend="namespace", session=ctx.session, label="faults-bench")
+    t.node("a")
+    t.node("b")
+    t.connect("a", "b")
+    net = t.build()
+    try:
+        yield net
+    finally:
+        net.close()
+
+
+def _ip(net: Any, name: str) -> str:
+    return str(net.ip_of(name, next(iter(net.segments))))
+
+
+def _udp(node: Any, bind: tuple[str, int] | None = None) -> socket.socket:
+    def make() -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        if bind:
+            sock.bind(bind)
+        return sock
+
+    return node.call(make)  # type: ignore[no-any-return]
+
+
+def _snmp(node: Any, proto: str, field: str) -> int:
+    def read() -> str:
+        with open("/proc/thread-self/net/snmp") as f:
+            return f.read()
+
+    rows = [line.split() for line in node.call(read).splitlines()]
+    names, values = [row for row in rows if row[0] == f"{proto}:"]
+    return int(values[names.index(field)])
+
+
+def _one_way(net: Any, count: int, interval: float) -> list[float]:
+    """One-way delays (ms) of `count` datagrams a -> b sent `interval` apart."""
+    b_ip = _ip(net, "b")
+    rx = _udp(net["b"], (b_ip, PORT))
+    rx.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    tx = _udp(net["a"])
+    delays: list[float] = []
+    done = threading.Event()
+
+    def receive() -> None:
+        rx.settimeout(0.5)
+        while True:
+            try:
+                data, anc, _, _ = rx.recvmsg(256, socket.CMSG_SPACE(16))
+            except TimeoutError:
+                if done.is_set():
+                    return
+                continue
+            sec, nsec = struct.unpack("=qq", anc[0][2][:16])
+            delays.append((sec * 10**9 + nsec - struct.unpack_from("=q", data)[0]) / 1e6)
+
+    reader = threading.Thread(target=receive)
+    reader.start()
+    started = time.monotonic()
+    for i in range(count):
+        pause = started + i * interval - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        tx.sendto(struct.pack("=q", time.time_ns()) + bytes(50), (b_ip, PORT))
+    done.set()
+    reader.join()
+    rx.close()
+    tx.close()
+    return delays
+
+
+def _percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p * len(ordered)) - 1)]
+
+
+def _goodput(net: Any, seconds: float, port: int) -> float:
+    """Bits per second a -> b over one TCP connection, counted after a 0.5 s warm-up."""
+    b_ip = _ip(net, "b")
+    listener = net["b"].call(socket.socket)
+    listener.bind((b_ip, port))
+    listener.listen()
+    client = net["a"].call(socket.socket)
+    client.connect((b_ip, port))
+    server, _ = listener.accept()
+    stop = threading.Event()
+
+    def send() -> None:
+        chunk = bytes(1 << 16)
+        try:
+            while not stop.is_set():
+                client.send(chunk)
+        except OSError:
+            pass
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        warm = time.monotonic() + 0.5
+        while time.monotonic() < warm:
+            server.recv(1 << 20)
+        total, started = 0, time.monotonic()
+        while time.monotonic() - started < seconds:
+            total += len(server.recv(1 << 20))
+        return total * 8 / (time.monotonic() - started)
+    finally:
+        stop.set()
+        client.close()
+        sender.join()
+        server.close()
+        listener.close()
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def _row(what: str, ours: str, target: str = "", met: bool | None = None,
+         note: str = "") -> Row:
+    return Row(GROUP, what, ours, "", None, target, met, note)
+
+
+# -- accuracy ---------------------------------------------------------------------------
+
+
+def accuracy(ctx: Context) -> None:
+    """Delay, jitter, loss and rate against what was asked for."""
+    quick = ctx.rounds < 21
+    with _pair(ctx) as net:
+        link = net.link("a", "b")
+        link.impair(delay="10ms", direction="a->b")
+        n = 3000 if quick else 10_000
+        delays = _one_way(net, n, 0.001)
+        median, p99 = statistics.median(delays) - 10, _percentile(delays, 0.99) - 10
+        ctx.add(_row("delay 10 ms one way at 1 kpps: median error", f"{median:+.3f} ms",
+                     "<= 0.5 ms", abs(median) <= 0.5,
+                     f"{len(delays)} of {n} datagrams, one-way, kernel receive stamps; "
+                     f"{_load()}"))
+        ctx.add(_row("delay 10 ms one way at 1 kpps: p99 error", f"{p99:+.3f} ms", "<= 2 ms",
+                     abs(p99) <= 2, f"max {max(delays) - 10:+.2f} ms"))
+        link.impair(delay="50ms", jitter="10ms", direction="a->b")
+        delays = _one_way(net, 2000 if quick else 5000, 0.001)
+        sigma, theory = statistics.pstdev(delays), 10 / math.sqrt(3)
+        ctx.add(_row("jitter 50 +- 10 ms uniform: sigma vs theory",
+                     f"{sigma:.2f} ms ({theory:.2f})", "within 10 %",
+                     abs(sigma / theory - 1) <= 0.1,
+                     f"range {min(delays):.1f}-{max(delays):.1f} ms; {_load()}"))
+        for loss in (1, 10, 30):
+            link.impair(loss=loss, direction="a->b")
+            total = 10_000
+            b_ip = _ip(net, "b")
+            rx, tx = _udp(net["b"], (b_ip, PORT)), _udp(net["a"])
+            before = _snmp(net["b"], "Ip", "InReceives")
+            started = time.monotonic()
+            for i in range(total):
+                pause = started + i * 0.0002 - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+                tx.sendto(bytes(64), (b_ip, PORT))
+            time.sleep(0.3)
+            lost = total - (_snmp(net["b"], "Ip", "InReceives") - before)
+            rx.close()
+            tx.close()
+            p = loss / 100
+            half = 2.576 * math.sqrt(total * p * (1 - p))
+            ctx.add(_row(f"loss {loss} % over 10,000 datagrams", f"{lost} lost",
+                         f"{total * p - half:.0f}-{total * p + half:.0f} (binomial 99 %)",
+                         total * p - half <= lost <= total * p + half,
+                         f"counted at b's IP layer; {_load()}"))
+        for rate in (10**6, 10**7, 10**8):
+            link.impair(rate=rate, direction="a->b")
+            ratios = [_goodput(net, 2.0 if quick else 4.0, PORT + i) / rate for i in range(3)]
+            ratio = statistics.median(ratios)
+            ctx.add(_row(f"rate {rate // 10**6} Mbit/s: TCP goodput / rate", f"{ratio:.1%}",
+                         "90-100 %", 0.9 <= ratio <= 1.0,
+                         f"3 runs {', '.join(f'{r:.1%}' for r in ratios)}; {_load()}"))
+
+
+def throughput(ctx: Context) -> None:
+    """What a delayed link carries, the forwarder's CPU, and its idle cost."""
+    quick = ctx.rounds < 21
+    with _pair(ctx) as net:
+        link = net.link("a", "b")
+        link.impair(delay="10ms", direction="a->b")
+        pid = net.fault_state.forwarder_pid
+        cpu0, t0 = _cpu_seconds(pid), time.monotonic()
+        time.sleep(3 if quick else 10)
+        idle = 100 * (_cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
+        ctx.add(_row("forwarder CPU when idle (10 ms delay set, no traffic)", f"{idle:.2f} %",
+                     "0 %", idle < 0.5, _load()))
+        b_ip = _ip(net, "b")
+        offered, seconds = 50_000, 2.0
+        rx, tx = _udp(net["b"], (b_ip, PORT)), _udp(net["a"])
+        before = _snmp(net["b"], "Ip", "InReceives")
+        cpu0, started = _cpu_seconds(pid), time.monotonic()
+        total = int(offered * seconds)
+        for i in range(total):
+            if i % 64 == 0:
+                pause = started + i / offered - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+            tx.sendto(bytes(64), (b_ip, PORT))
+        elapsed = time.monotonic() - started
+        time.sleep(0.2)
+        arrived = _snmp(net["b"], "Ip", "InReceives") - before
+        cpu = 100 * (_cpu_seconds(pid) - cpu0) / elapsed
+        rx.close()
+        tx.close()
+        pps = arrived / elapsed
+        ctx.add(_row("10 ms delay: UDP packets/s carried (50 kpps offered)", f"{pps:,.0f}",
+                     ">= 50,000", pps >= 50_000 * 0.99,
+                     f"{arrived} of {total} arrived, sender managed {total / elapsed:,.0f} "
+                     f"pps; forwarder CPU {cpu:.0f} % of a core; {_load()}"))
+        gbit = statistics.median(_goodput(net, 3.0, PORT + 10 + i) / 1e9 for i in range(3))
+        ctx.add(_row("10 ms delay: TCP goodput, one connection", f"{gbit:.2f} Gbit/s",
+                     ">= 1 Gbit/s", gbit >= 1.0, _load()))
+        link.impair(delay="10ms", loss=0.01, direction="a->b")
+        split = _goodput(net, 3.0, PORT + 20) / 1e9
+        ctx.add(_row("10 ms delay + 0.01 % loss: TCP goodput (GSO split in the forwarder)",
+                     f"{split:.2f} Gbit/s", note=f"per-packet chances split TCP super-packets "
+                     f"into MSS segments in Python; {_load()}"))
+
+
+def costs(ctx: Context) -> None:
+    """impair()/clear() once the link exists, the first impair, partitions, TCP after a heal."""
+    rounds = max(ctx.rounds, 10)
+    firsts = Sample()
+    for _ in range(3 if ctx.rounds < 21 else 5):
+        with _pair(ctx) as net:
+            started = time.perf_counter()
+            net.link("a", "b").impair(delay="10ms")
+            firsts.times.append(time.perf_counter() - started)
+    ctx.add(_row("first impair() of a topology (starts its forwarder)", fmt_s(firsts.median),
+                 note=f"spread {firsts.spread}: Python start-up of the forwarder, capability "
+                 f"check once per process; {_load()}"))
+    with _pair(ctx) as net:
+        link = net.link("a", "b")
+        link.impair(delay="1ms")
+        link.clear()
+        impairs, changes, clears = Sample(), Sample(), Sample()
+        for _ in range(rounds * 3):
+            t0 = time.perf_counter()
+            link.impair(delay="10ms", loss=1)
+            t1 = time.perf_counter()
+            link.impair(delay="20ms", jitter="5ms")
+            t2 = time.perf_counter()
+            link.clear()
+            t3 = time.perf_counter()
+            impairs.times.append(t1 - t0)
+            changes.times.append(t2 - t1)
+            clears.times.append(t3 - t2)
+        ctx.add(_row("impair() both directions, forwarder running", fmt_s(impairs.median),
+                     "<= 10 ms", impairs.median <= 0.01,
+                     f"spread {impairs.spread}; each change is checked (a frame through the "
+                     f"steal path); {_load()}"))
+        ctx.add(_row("impair() changing a live impairment", fmt_s(changes.median), "<= 10 ms",
+                     changes.median <= 0.01, f"spread {changes.spread}"))
+        ctx.add(_row("clear() both directions", fmt_s(clears.median), "<= 10 ms",
+                     clears.median <= 0.01, f"spread {clears.spread}"))
+        _partition_rows(ctx, net, rounds)
+        _tcp_after_heal(ctx, net)
+
+
+def _partition_rows(ctx: Context, net: Any, rounds: int) -> None:
+    """Call times, and what a 5 kpps stream shows of when the cut and the heal took effect."""
+    applies, heals = Sample(), Sample()
+    late, first_after = [], []
+    b_ip = _ip(net, "b")
+    for _ in range(min(rounds, 10)):
+        rx, tx = _udp(net["b"], (b_ip, PORT)), _udp(net["a"])
+        stamps: list[float] = []
+
+        def stream(tx: socket.socket = tx, stamps: list[float] = stamps) -> None:
+            for i in range(1500):
+                stamps.append(time.monotonic())
+                tx.sendto(struct.pack("=I", i), (b_ip, PORT))
+                time.sleep(0.0002)
+
+        sender = threading.Thread(target=stream)
+        sender.start()
+        time.sleep(0.05)
+        t0 = time.monotonic()
+        part = net.partition(["a"], ["b"])
+        t1 = time.monotonic()
+        time.sleep(0.1)
+        t2 = time.monotonic()
+        part.heal()
+        t3 = time.monotonic()
+        sender.join()
+        rx.settimeout(0.3)
+        got = []
+        while True:
+            try:
+                got.append(struct.unpack("=I", rx.recv(64)[:4])[0])
+            except TimeoutError:
+                break
+        rx.close()
+        tx.close()
+        applies.times.append(t1 - t0)
+        heals.times.append(t3 - t2)
+        late.append(sum(1 for i in got if t1 < stamps[i] < t2))
+        after = [stamps[i] for i in got if stamps[i] >= t2]
+        first_after.append((min(after) - t3) * 1e3 if after else float("inf"))
+    ctx.add(_row("partition(): call (2 interfaces, filters read back)", fmt_s(applies.median),
+                 "<= 5 ms", applies.median <= 0.005,
+                 f"spread {applies.spread}; datagrams sent after it returned that still "
+                 f"arrived: {sum(late)} in {len(late)} runs"))
+    worst = max(first_after)
+    ctx.add(_row("heal(): call, and first datagram through after it returned",
+                 f"{fmt_s(heals.median)}; {worst:+.2f} ms", "<= 5 ms",
+                 heals.median <= 0.005 and worst <= 5.0,
+                 f"spread {heals.spread}; first datagram after the return, worst of "
+                 f"{len(first_after)} runs (negative: heal removes b's filter first)"))
+
+
+def _tcp_after_heal(ctx: Context, net: Any) -> None:
+    """Seconds until an established TCP connection carries data again after a heal."""
+    b_ip = _ip(net, "b")
+    for outage in (1.0, 5.0):
+        listener = net["b"].call(socket.socket)
+        listener.bind((b_ip, PORT + 30))
+        listener.listen()
+        client = net["a"].call(socket.socket)
+        client.connect((b_ip, PORT + 30))
+        server, _ = listener.accept()
+        server.settimeout(60)
+        part = net.partition(["a"], ["b"])
+        client.sendall(b"x" * 1000)  # sent into the cut: TCP retransmits with backoff
+        time.sleep(outage)
+        part.heal()
+        healed = time.monotonic()
+        server.recv(1000)
+        resumed = time.monotonic() - healed
+        for sock in (client, server, listener):
+            sock.close()
+        ctx.add(_row(f"TCP resumes after a {outage:g} s partition heals",
+                     f"{resumed:.2f} s after heal()",
+                     note="at TCP's next retransmission (exponential backoff from ~0.2 s), "
+                     f"not at once; documented in the README; {_load()}"))
+
+
+# -- no cost when unused ---------------------------------------------------------------------
+
+_BUILD = r"""
+import json, statistics, sys, time
+from pytest_netns.lifecycle.hooks import finish_session, start_session
+from pytest_netns.kernel.janitor import janitor
+from pytest_netns.topology import recipes
+from pytest_netns.topology.builder import TopologyBuilder
+session = start_session()
+times = []
+try:
+    for i in range(int(sys.argv[1]) + 2):
+        started = time.perf_counter()
+        recipes.bridged_pair(TopologyBuilder(backend="namespace", verify=False)).close()
+        if i >= 2:
+            times.append(time.perf_counter() - started)
+        janitor().drain()
+finally:
+    finish_session(session)
+print(json.dumps(statistics.median(times)))
+"""
+
+
+def _tree_before_faults(root: str, into: str) -> str | None:
+    """The package as it was before faults existed (parent of the commit adding faults.py)."""
+    added = subprocess.run(["git", "-C", root, "log", "--format=%H", "--diff-filter=A", "-1",
+                            "--", "pytest_netns/topology/faults.py"], capture_output=True,
+                           text=True, check=False).stdout.strip()
+    if not added:
+        return None
+    archive = subprocess.run(["git", "-C", root, "archive", f"{added}^", "pytest_netns"],
+                             capture_output=True, check=False)
+    if archive.returncode != 0:
+        return None
+    subprocess.run(["tar", "-x", "-C", into], input=archive.stdout, check=True)
+    return f"{added[:10]}^"
+
+
+def no_cost(ctx: Context) -> None:
+    """bridged_pair on namespaces, build+close: this tree vs the tree before faults."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with tempfile.TemporaryDirectory(prefix="fl-before-faults-") as before:
+        commit = _tree_before_faults(root, before)
+        if commit is None:
+            ctx.add(_row("unimpaired bridged_pair build+close vs before faults", "skipped",
+                         note="no git history with topology/faults.py here"))
+            return
+        per_run = 15 if ctx.rounds < 21 else 30
+        samples = {"ours": Sample(), "before": Sample()}
+        for _ in range(4 if ctx.rounds < 21 else 7):
+            for name, path in (("ours", root), ("before", before)):
+                done = subprocess.run([sys.executable, "-c", _BUILD, str(per_run)],
+                                      capture_output=True, text=True, check=True, cwd="/",
+                                      env={**os.environ, "PYTHONPATH": path})
+                samples[name].times.append(float(done.stdout.strip().splitlines()[-1]))
+        ours, theirs = samples["ours"], samples["before"]
+        ratio = ours.median / theirs.median
+        ctx.add(Row(GROUP, f"unimpaired bridged_pair (namespaces) build+close vs the tree "
+                    f"before faults ({commit})", fmt_s(ours.median), fmt_s(theirs.median),
+                    theirs.median / ours.median, "ours <= 1.1 x before", ratio <= 1.1,
+                    f"median of {len(ours.times)} alternating subprocesses x {per_run} builds; "
+                    f"ours {ours.spread}, before {theirs.spread}; {_load()}"))
