@@ -398,7 +398,7 @@ def _partition_rows(ctx: Context, net: Any, rounds: int) -> None:
 def _tcp_after_heal(ctx: Context, net: Any) -> None:
     """Seconds until an established TCP connection carries data again after a heal."""
     b_ip = _ip(net, "b")
-    for outage in (1.0, 5.0):
+    for outage in (1.0, 5.0) if ctx.rounds < 21 else (1.0, 5.0, 10.0):
         listener = net["b"].call(socket.socket)
         listener.bind((b_ip, PORT + 30))
         listener.listen()

@@ -4,5 +4,6 @@
 `plan` decides every address before anything exists; `construct` creates
 what the plan says, one `links` object per link; `topology` is the result,
 `segments` what it holds; `recipes` are the four fixtures of the article;
-`registry` counts what this process has up.
+`registry` counts what this process has up; `faults` makes links misbehave
+(impairments, cuts, flapping) and partitions the topology.
 """
