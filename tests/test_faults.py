@@ -433,6 +433,8 @@ def test_clear_and_close_leave_nothing(make_bridged_pair: Callable[..., Any],
     while (tc_state(pair.a), tc_state(switch)) != before and time.monotonic() < deadline:
         time.sleep(0.05)  # the forwarder deletes the sink veth in the background
     assert (tc_state(pair.a), tc_state(switch)) == before
+    link.impair(loss=5)
+    part = pair.topology.partition([pair.a], [pair.b])  # both left for the close
     pair.close()
     deadline = time.monotonic() + 5
     while pid in forwarders_of(netns_session.id) and time.monotonic() < deadline:
@@ -440,6 +442,10 @@ def test_clear_and_close_leave_nothing(make_bridged_pair: Callable[..., Any],
     assert pid not in forwarders_of(netns_session.id)
     with pytest.raises(NodeClosedError):
         link.impair(delay="1ms")
+    link.clear()  # nothing is left to undo: these return at once
+    link.up()
+    part.heal()
+    assert link.impairment == {} and link.is_up
 
 
 def test_a_dead_forwarder_silences_its_direction_until_clear(

@@ -92,14 +92,16 @@ class TopologyFaults:
         self._links: dict[int, LinkFaults] = {}
         self._endpoints: dict[tuple[str, str], Endpoint] = {}
         self._lock = threading.RLock()
-        self._closed = False
+        self._closing = False
+        #: everything was undone with the topology: clear(), up() and heal() do nothing
+        self.closed = False
 
     @property
     def caps(self) -> Capabilities:
         return capabilities()
 
     def check_open(self, action: str) -> None:
-        if self._closed or self.topology.closed:
+        if self._closing or self.topology.closed:
             raise NodeClosedError(f"cannot {action}: topology {self.topology.label} was closed")
 
     def note(self, text: str) -> None:
@@ -271,9 +273,9 @@ class TopologyFaults:
         on the host's ends while the janitor gets round to deleting them.
         """
         with self._lock:
-            if self._closed:
+            if self._closing:
                 return
-            self._closed = True
+            self._closing = True
         errors: list[BaseException] = []
         for faults in self.links():
             try:
@@ -287,6 +289,7 @@ class TopologyFaults:
                 errors.append(exc)
         if self._forwarder is not None:
             self._end_forwarder(self._forwarder)
+        self.closed = True
         if errors:
             raise errors[0]
 
@@ -312,9 +315,9 @@ class Partition:
         return self.drop is not None and self.drop.active
 
     def heal(self) -> None:
-        """Let traffic through again (idempotent)."""
+        """Let traffic through again (idempotent; nothing to do once the topology is closed)."""
         with self.faults._lock:
-            if self.drop is None or not self.drop.active:
+            if self.drop is None or not self.drop.active or self.faults.closed:
                 return
             self.drop.heal()
         self.faults.note(f"healed partition {self.describe()}")
@@ -414,13 +417,17 @@ class LinkFaults:
         self.topo.note(f"impaired {self._label(names)}: {what}")
 
     def current(self) -> dict[str, Impairment]:
-        """The impairment of each direction that has one."""
+        """The impairment of each direction that has one (none once the topology is closed)."""
+        if self.topo.closed:
+            return {}
         with self._lock:
             return {name: d.current for name, d in self._directions.items()
                     if not d.current.empty}
 
     def restore(self, saved: dict[str, Impairment]) -> None:
         """Put back what `current()` returned earlier (every other direction cleared)."""
+        if self.topo.closed:
+            return
         with self._lock:
             for name in parse_direction("both", self.names):
                 imp = saved.get(name, Impairment())
@@ -441,6 +448,8 @@ class LinkFaults:
             self.restore(saved)
 
     def clear(self) -> None:
+        if self.topo.closed:
+            return  # the topology took every impairment with it
         with self._lock:
             had = bool(self.current())
             for d in self._directions.values():
@@ -452,7 +461,7 @@ class LinkFaults:
 
     @property
     def is_up(self) -> bool:
-        return self._cut is None or not self._cut.active
+        return self._cut is None or not self._cut.active or self.topo.closed
 
     def down(self) -> None:
         self._not_flapping("down()")
@@ -463,6 +472,8 @@ class LinkFaults:
         self.set_cut(False, "up")
 
     def set_cut(self, cut: bool, why: str) -> None:
+        if not cut and self.topo.closed:
+            return  # the cut went with the topology
         with self._lock:
             if cut == (not self.is_up):
                 return
