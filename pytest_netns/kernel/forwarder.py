@@ -591,14 +591,15 @@ def is_forwarder(pid: int, tag: str, start: int = 0) -> bool:
 class ForwarderClient:
     """Start, configure and stop one forwarder process.
 
-    Not thread-safe: one request at a time (the owner serialises its calls).
-    A request that goes unanswered ends the process: a late answer would
-    otherwise be read as the answer to the next request.
+    Requests from several threads take turns (the process answers one at a
+    time anyway). A request that goes unanswered ends the process: a late
+    answer would otherwise be read as the answer to the next request.
     """
 
     def __init__(self, proc: subprocess.Popen[bytes], control: socket.socket) -> None:
         self.proc = proc
         self._control = control
+        self._turn = threading.Lock()
         self.realtime = False
         """Whether it runs as SCHED_FIFO (not without CAP_SYS_NICE: timing suffers under load)."""
 
@@ -694,13 +695,14 @@ class ForwarderClient:
     def _request(self, request: dict[str, Any], fds: list[int] | None = None) -> dict[str, Any]:
         data = json.dumps(request).encode()
         ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
-        try:
-            self._control.sendmsg([data], ancillary)
-        except OSError as exc:
-            raise ForwarderError(
-                f"forwarder {self.pid} is gone ({exc}); request {request['op']!r} not sent"
-            ) from exc
-        return self._reply(str(request["op"]))
+        with self._turn:
+            try:
+                self._control.sendmsg([data], ancillary)
+            except OSError as exc:
+                raise ForwarderError(
+                    f"forwarder {self.pid} is gone ({exc}); request {request['op']!r} not sent"
+                ) from exc
+            return self._reply(str(request["op"]))
 
     def _reply(self, op: str) -> dict[str, Any]:
         try:
