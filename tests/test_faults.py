@@ -601,8 +601,29 @@ def test_partition_takes_effect_when_the_call_returns(
 # -- what the report and the captures show -----------------------------------------------
 
 
+def _tcpdump(node: Node, ifname: str) -> subprocess.Popen[str]:
+    """tcpdump on one end, printing echo requests with kernel timestamps; returns once its
+    tap is open."""
+    dump = subprocess.Popen(["nsenter", f"--net={node.netns}", "tcpdump", "-n", "-l", "-tt",
+                             "-i", ifname, "icmp[0] == 8"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert dump.stderr is not None
+    while "listening on" not in dump.stderr.readline():
+        pass
+    return dump
+
+
+def _requests(dump: subprocess.Popen[str]) -> dict[int, float]:
+    """seq -> timestamp of each echo request tcpdump saw."""
+    dump.terminate()
+    out = dump.communicate(timeout=10)[0]
+    return {int(m[2]): float(m[1]) for m in
+            re.finditer(r"^(\d+\.\d+) .*ICMP echo request, id \d+, seq (\d+)", out, re.M)}
+
+
 def test_captures_show_what_each_end_saw(make_topology: Callable[..., Any], tmp_path: Any) -> None:
-    """Our capture and tcpdump at the other end see the same echoes: the lost ones in neither."""
+    """tcpdump on both ends and our own capture agree: the echoes lost on an impaired link
+    are in none of them, the others in all three, never seen at b before they left a."""
     from scapy.layers.inet import ICMP
     from scapy.utils import rdpcap
 
@@ -615,28 +636,22 @@ def test_captures_show_what_each_end_saw(make_topology: Callable[..., Any], tmp_
     net = t.build()
     a, b = net["a"], net["b"]
     b_ip = b.address_for(a) or ""
-    b_if = b.interfaces[0].ifname
     assert pings(a, b_ip)  # ARP resolved: its requests would meet the loss too
     net.link(a, b).impair(delay="20ms", loss=50, direction="a->b")
     cap = start_capture(net, str(tmp_path), "cap")  # tapped at a's end
-    dump = subprocess.Popen(["nsenter", f"--net={b.netns}", "tcpdump", "-n", "-l", "-tt", "-i",
-                             b_if, "icmp[0] == 8"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    at_a, at_b = _tcpdump(a, a.interfaces[0].ifname), _tcpdump(b, b.interfaces[0].ifname)
     try:
-        assert dump.stderr is not None
-        while "listening on" not in dump.stderr.readline():
-            pass  # tcpdump says so once its tap is open
         busybox(a, "ping", "-c", "40", "-i", "0.02", "-W", "1", b_ip)
         time.sleep(0.5)
     finally:
-        dump.terminate()
-        seen_at_b = dump.communicate(timeout=10)[0]
+        seen_at_a, seen_at_b = _requests(at_a), _requests(at_b)
         links = cap.stop()
-    requests_at_a = [p for p in rdpcap(links[0].path) if ICMP in p and p[ICMP].type == 8]
-    seqs_at_b = [int(x) for x in re.findall(r"ICMP echo request, id \d+, seq (\d+)", seen_at_b)]
-    seqs_at_a = [int(p[ICMP].seq) for p in requests_at_a]
-    assert 0 < len(seqs_at_b) < 40, seen_at_b
-    assert seqs_at_a == seqs_at_b  # a's tap sees a frame as it goes onto the wire
+    ours = {int(p[ICMP].seq): float(p.time) for p in rdpcap(links[0].path)
+            if ICMP in p and p[ICMP].type == 8}
+    assert 0 < len(seen_at_b) < 40, seen_at_b
+    assert sorted(ours) == sorted(seen_at_a) == sorted(seen_at_b)  # lost: stolen before a's tap
+    for seq, when in seen_at_b.items():
+        assert when >= seen_at_a[seq] - 0.0005 and when >= ours[seq] - 0.0005
 
 
 def test_the_failure_report_shows_the_faults(pytester: pytest.Pytester) -> None:

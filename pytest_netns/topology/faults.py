@@ -259,9 +259,10 @@ class TopologyFaults:
         return names
 
     def _addresses(self, names: Iterable[str]) -> list[str]:
+        """Every address the members have on this topology's links (the host's: its ends)."""
         wanted = set(names)
-        return [m.ip for seg in self.topology.segments.values() for m in seg.members
-                if m.node in wanted and m.ip]
+        return [end.ip for link in self.topology.links for end in link.ends
+                if end.node in wanted and end.ip]
 
     # -- the end -----------------------------------------------------------------------
 
