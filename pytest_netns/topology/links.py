@@ -144,9 +144,15 @@ class Link(ABC):
                               distribution=distribution)
 
     @contextmanager
-    def impaired(self, *, direction: str = "both", **values: Any) -> Iterator[Link]:
-        """`impair(**values)` for the `with` block; afterwards the link is as it was."""
-        with self._faults().impaired(direction, **values):
+    def impaired(self, *, delay: float | str | None = None, jitter: float | str | None = None,
+                 loss: float | str | None = None, rate: int | str | None = None,
+                 duplicate: float | str | None = None, corrupt: float | str | None = None,
+                 reorder: float | str | None = None, distribution: str = "uniform",
+                 direction: str = "both") -> Iterator[Link]:
+        """`impair(...)` for the `with` block; afterwards the link is as it was."""
+        with self._faults().impaired(direction, delay=delay, jitter=jitter, loss=loss,
+                                     rate=rate, duplicate=duplicate, corrupt=corrupt,
+                                     reorder=reorder, distribution=distribution):
             yield self
 
     def clear(self) -> None:
