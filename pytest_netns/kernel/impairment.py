@@ -310,6 +310,8 @@ class Direction:
         self._saved_gso_max_segs: int | None = None
         self._stealing: ForwarderClient | None = None  # the forwarder holding our path
         self._root_qdisc = False
+        #: the sink veth's end in x's namespace, while frames are stolen
+        self.sink: str | None = None
 
     @property
     def current(self) -> Impairment:
@@ -423,7 +425,7 @@ class Direction:
                                                      steal_unmarked(DEFAULT_MARK),
                                                      redirect_to=sink_index))
 
-        self._stealing = fwd
+        self._stealing, self.sink = fwd, sink
         self.x.run(f"steal {self.name}'s frames", steal)
         fwd.check(self.name, CHECK_TIMEOUT)
 
@@ -433,7 +435,7 @@ class Direction:
             tc.delete_filter(rt, index, tc.TC_H_EGRESS_HOOK, STEAL_PRIO)
             tc.release_clsact(rt, index)
 
-        fwd, self._stealing = self._stealing, None
+        fwd, self._stealing, self.sink = self._stealing, None, None
         self.x.run(f"stop stealing {self.name}'s frames", unsteal, missing_ok=True)
         if fwd is not None:
             fwd.remove_path(self.name)

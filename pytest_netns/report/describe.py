@@ -40,6 +40,10 @@ def _align(rows: list[list[str]], indent: str = "  ") -> list[str]:
 
 def _segment_note(topo: Topology, node: str, ifname: str) -> str:
     """What an interface is attached to, in a few words."""
+    if topo.fault_state is not None:
+        direction = topo.fault_state.sinks().get((node, ifname))
+        if direction:
+            return f"sink of impaired {direction} (to its forwarder)"
     for seg in topo.segments.values():
         mine = [m for m in seg.members if m.node == node and m.ifname == ifname]
         if not mine:

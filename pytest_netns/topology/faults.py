@@ -141,6 +141,12 @@ class TopologyFaults:
         with self._lock:
             return list(self._links.values())
 
+    def sinks(self) -> dict[tuple[str, str], str]:
+        """(node, interface) -> the direction whose frames that sink veth takes."""
+        with self._lock:
+            return {(name.split("->")[0], d.sink): name for faults in self._links.values()
+                    for name, d in faults._directions.items() if d.sink}
+
     def existing(self, link: Link) -> LinkFaults | None:
         """The link's faults if it ever had one (reports read this; nothing is made)."""
         with self._lock:

@@ -112,3 +112,21 @@ def test_connect_checks_impairments_before_anything_exists() -> None:
     assert [s.values for s in t._impairments] == [
         {"delay": "20ms", "direction": "lan->a"}, {"delay": "5ms", "direction": "a->b"},
         {"loss": 3, "direction": "b->a"}]
+
+
+def test_ping_stats_arguments_and_summary() -> None:
+    from pytest_netns.errors import InvalidProbeError
+    from pytest_netns.probes.series import PingStats, _check
+
+    assert _check(10, 0.01) == (10, 0.01) and _check(1, 0) == (1, 0.0)
+    for count, interval, message in [(0, 0.01, r"invalid count 0: expected an integer from 1"),
+                                     (2.5, 0.01, r"invalid count 2.5"),
+                                     (3, -1, r"invalid interval -1: expected seconds"),
+                                     (3, "fast", r"invalid interval 'fast'")]:
+        with pytest.raises(InvalidProbeError, match=message):
+            _check(count, interval)
+    stats = PingStats("a", "10.0.0.2", 4, 3, 25.0, 40.1, 40.3, 40.6, 0.2, (40.1, 40.2, 40.6), "b")
+    assert str(stats) == ("a -> b (10.0.0.2): 4 sent, 3 received, 25 % loss, "
+                          "rtt min/avg/max/mdev = 40.100/40.300/40.600/0.200 ms")
+    assert str(PingStats("a", "10.0.0.2", 2, 0, 100.0, None, None, None, None)) == (
+        "a -> 10.0.0.2: 2 sent, 0 received, 100 % loss")
