@@ -87,7 +87,6 @@ class TopologyFaults:
         self.topology = topo
         self.partitions: list[Partition] = []
         self.log: list[FaultEvent] = []
-        self.started = time.monotonic()
         self._forwarder: ForwarderClient | None = None
         self._links: dict[int, LinkFaults] = {}
         self._endpoints: dict[tuple[str, str], Endpoint] = {}
