@@ -38,6 +38,9 @@ SUITES: list[tuple[str, bool, str]] = [
     ("fault_throughput", False, "suite_faults:throughput"),
     ("fault_costs", False, "suite_faults:costs"),
     ("containers20", True, "suite_scale:twenty_containers"),
+    ("ipv6", False, "suite_ipv6:ipv6"),
+    ("names", False, "suite_ipv6:names"),
+    ("shared", True, "suite_ipv6:shared"),
     ("scale200", False, "suite_scale:two_hundred"),
     ("memory", False, "suite_process:peak_rss"),
 ]

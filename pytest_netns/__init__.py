@@ -28,6 +28,9 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
         EgressError as EgressError,
     )
     from .errors import (
+        HostnameError as HostnameError,
+    )
+    from .errors import (
         ImageError as ImageError,
     )
     from .errors import (
@@ -50,6 +53,9 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
     )
     from .errors import (
         InvalidTopologyError as InvalidTopologyError,
+    )
+    from .errors import (
+        IPv6UnavailableError as IPv6UnavailableError,
     )
     from .errors import (
         MissingToolError as MissingToolError,
@@ -157,18 +163,20 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
         NatUplink as NatUplink,
     )
     from .topology.segments import Segment as Segment
+    from .topology.shared import NetnsFactory as NetnsFactory
     from .topology.spec import HOST as HOST
     from .topology.topology import Topology as Topology
 
 # public name -> the module that defines it
 _WHERE = {
     **dict.fromkeys(
-        ["ContainerError", "DockerUnavailableError", "EgressError", "ImageError",
-         "ImpairmentError", "InterfaceNameError", "InvalidAddressError", "InvalidArgumentError",
-         "InvalidImpairmentError", "InvalidProbeError", "InvalidTopologyError",
-         "MissingToolError", "NetnsError", "NodeClosedError", "NotPermittedError",
-         "SubnetExhaustedError", "SubnetOverlapError", "SubnetTooSmallError",
-         "TopologyBuildError", "UnsupportedImpairmentError", "UnsupportedKindError",
+        ["ContainerError", "DockerUnavailableError", "EgressError", "HostnameError",
+         "ImageError", "ImpairmentError", "IPv6UnavailableError", "InterfaceNameError",
+         "InvalidAddressError", "InvalidArgumentError", "InvalidImpairmentError",
+         "InvalidProbeError", "InvalidTopologyError", "MissingToolError", "NetnsError",
+         "NodeClosedError", "NotPermittedError", "SubnetExhaustedError", "SubnetOverlapError",
+         "SubnetTooSmallError", "TopologyBuildError", "UnsupportedImpairmentError",
+         "UnsupportedKindError",
          "VerificationError"], "errors"),
     "Interface": "nodes.base",
     "Node": "nodes.base",
@@ -190,6 +198,7 @@ _WHERE = {
     **dict.fromkeys(["BridgedPair", "HostOnlyLink", "IsolatedContainer", "NatUplink"],
                     "topology.recipes"),
     "Segment": "topology.segments",
+    "NetnsFactory": "topology.shared",
     "HOST": "topology.spec",
     "Topology": "topology.topology",
 }

@@ -218,6 +218,21 @@ def check_subnets() -> Check:
                  "cleanup`; explicit subnets still work", blocking=True)
 
 
+def check_ipv6() -> Check:
+    """IPv6 for `ipv6=True` topologies: in the kernel, and /64s free in the pool."""
+    from .errors import IPv6UnavailableError
+    from .topology.addresses import require_ipv6
+    from .topology.subnets import DEFAULT_POOL6, live_reservations
+
+    try:
+        require_ipv6()
+    except IPv6UnavailableError as exc:
+        return Check("IPv6", MISSING, f"{exc}; IPv4 topologies are not affected")
+    held = sum(1 for net in live_reservations() if net.version == 6)
+    return Check("IPv6", OK, f"in the kernel; ipv6=True topologies take /64s from "
+                 f"{DEFAULT_POOL6} ({held} held by live topologies)")
+
+
 # -- the report ----------------------------------------------------------------
 
 
@@ -234,6 +249,7 @@ def run_checks() -> list[Check]:
                              "netem", "nftables")]
     checks.append(check_br_netfilter())
     checks.append(check_subnets())
+    checks.append(check_ipv6())
     return checks
 
 

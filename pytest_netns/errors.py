@@ -41,6 +41,10 @@ class InvalidTopologyError(InvalidArgumentError):
     """A topology description that cannot be built (unknown node, bad option)."""
 
 
+class HostnameError(InvalidTopologyError):
+    """A node name or alias that other nodes could not resolve (not a valid hostname)."""
+
+
 class InvalidProbeError(InvalidArgumentError):
     """A probe asked for with arguments that cannot be sent (source, port, timeout)."""
 
@@ -63,6 +67,10 @@ class UnsupportedKindError(NetnsError):
 
 class UnsupportedImpairmentError(UnsupportedKindError):
     """An impairment this kernel cannot apply; the message names what would be needed."""
+
+
+class IPv6UnavailableError(NetnsError):
+    """IPv6 was asked for, but this host's kernel has it disabled (or built out)."""
 
 
 class MissingToolError(NetnsError):

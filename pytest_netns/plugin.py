@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         TopologyFactory,
     )
     from .topology.recipes import BridgedPair, HostOnlyLink, IsolatedContainer, NatUplink
+    from .topology.shared import NetnsFactory
     from .topology.topology import Topology
 
 
@@ -77,6 +78,11 @@ class _TestNetworks:
     def built(self, topology: Topology) -> None:
         self.record.add_topology(topology)
         self.stack.callback(topology.close)
+
+    def share(self, topology: Topology) -> None:
+        """A topology of `netns_factory` is up while this test runs: report it, capture
+        it for this test's time window, but leave it up at the end."""
+        self.record.add_topology(topology)
 
 
 @pytest.fixture(scope="session")
@@ -225,22 +231,67 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(line)
 
 
+_SHARED: list[NetnsFactory] = []  # the live netns_factory objects (one per backend in use)
+
+
+@pytest.fixture(scope="session")
+def netns_factory(netns_backend: str, netns_image: str,
+                  netns_session: Session) -> Iterator[NetnsFactory]:
+    """Session-scoped: topologies shared by many tests, for your own scoped fixtures.
+
+    `netns_factory.bridged_pair(...)`, `.nat_uplink(...)`, `.host_only_link(...)`,
+    `.isolated_container(...)` and `.topology(...)` (a TopologyBuilder) take
+    what the `make_*` fixtures take, with the same backend and image. What
+    they build lives until it is closed (a `with` block in a module-scoped
+    fixture closes it at the end of the module) or the session ends; every
+    test that runs meanwhile has it in its failure report and captures.
+    """
+    from .topology.shared import NetnsFactory
+
+    factory = NetnsFactory(netns_backend, netns_image, netns_session)
+    _SHARED.append(factory)
+    try:
+        yield factory
+    finally:
+        _SHARED.remove(factory)
+        factory.close()
+
+
+@pytest.fixture(autouse=True)
+def _netns_shared_view(request: pytest.FixtureRequest) -> Iterator[None]:
+    """While a test runs, the shared topologies belong to its record too (nothing
+    happens, and nothing is loaded, in a run that never used netns_factory)."""
+    if not _SHARED:
+        yield
+        return
+    networks: _TestNetworks = request.getfixturevalue("_netns_networks")
+    factories = list(_SHARED)
+    for factory in factories:
+        factory.attach_view(networks)
+    try:
+        yield
+    finally:
+        for factory in factories:
+            factory.attach_view(None)
+
+
 @pytest.fixture
 def make_topology(
     _netns_networks: _TestNetworks, netns_backend: str, netns_image: str, netns_session: Session
 ) -> TopologyFactory:
     """Factory for custom topologies: `make_topology()` returns a TopologyBuilder.
 
-    Whatever it builds is torn down when the test ends.
+    Whatever it builds is torn down when the test ends. `ipv6=True` makes it
+    dual stack.
     """
     from .topology.builder import TopologyBuilder
 
     def factory(*, backend: str | None = None, image: str | None = None,
                 command: list[str] | str | None = None, verify: bool = True,
-                label: str = "topology") -> TopologyBuilder:
+                label: str = "topology", ipv6: bool = False) -> TopologyBuilder:
         return TopologyBuilder(backend=backend or netns_backend, image=image or netns_image,
                                command=command, session=netns_session, verify=verify,
-                               label=label, listener=_netns_networks)
+                               label=label, listener=_netns_networks, ipv6=ipv6)
 
     return factory
 
@@ -252,9 +303,10 @@ def _recipe_factory(recipe_name: str) -> Any:
         recipe = getattr(recipes, recipe_name)
 
         def factory(*, image: str | None = None, command: list[str] | str | None = None,
-                    backend: str | None = None, verify: bool = True, **kw: Any) -> Any:
+                    backend: str | None = None, verify: bool = True, ipv6: bool = False,
+                    **kw: Any) -> Any:
             builder = make_topology(backend=backend, image=image, command=command,
-                                    verify=verify, label=recipe_name)
+                                    verify=verify, label=recipe_name, ipv6=ipv6)
             return recipe(builder, **kw)
 
         return factory

@@ -57,20 +57,40 @@ def links_seen_inside(node: Node) -> dict[str, list[str]]:
     return seen
 
 
-def routes_seen_inside(node: Node) -> list[str]:
-    code, out = busybox(node, "ip", "route")
+def routes_seen_inside(node: Node, family: int = 4) -> list[str]:
+    code, out = busybox(node, "ip", f"-{family}", "route")
     assert code == 0, out
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 
+def addresses6_seen_inside(node: Node) -> dict[str, list[str]]:
+    """{ifname: ["addr/prefix flags...", ...]} of IPv6 addresses as busybox `ip` shows them."""
+    code, out = busybox(node, "ip", "-o", "-6", "addr")
+    assert code == 0, out
+    seen: dict[str, list[str]] = {}
+    for line in out.splitlines():
+        m = re.match(r"\d+: (\S+)\s+inet6 (\S+) (.*)", line)
+        if m:
+            seen.setdefault(m.group(1), []).append(f"{m.group(2)} {m.group(3).strip()}")
+    return seen
+
+
+def sysctl_inside(node: Node, name: str) -> str:
+    """A sysctl of the node's network namespace, read by busybox inside the node."""
+    code, out = busybox(node, "cat", "/proc/sys/" + name.replace(".", "/"))
+    assert code == 0, out
+    return out.strip()
+
+
 def pings(node: Node, ip: str) -> bool:
-    code, _ = busybox(node, "ping", "-c", "1", "-W", "2", ip)
+    """busybox ping inside the node (an IPv6 address or `-6` name gets ICMPv6)."""
+    code, _ = busybox(node, "ping", *(["-6"] if ":" in ip else []), "-c", "1", "-W", "2", ip)
     return code == 0
 
 
 def host_pings(ip: str) -> bool:
-    done = subprocess.run(["busybox", "ping", "-c", "1", "-W", "2", ip],
-                          capture_output=True, timeout=10, check=False)
+    done = subprocess.run(["busybox", "ping", *(["-6"] if ":" in ip else []), "-c", "1",
+                           "-W", "2", ip], capture_output=True, timeout=10, check=False)
     return done.returncode == 0
 
 

@@ -137,6 +137,11 @@ def test_doctor_reports_the_engine_and_the_firewall() -> None:
     counts = re.match(r"(\d+) of (\d+) /24 in 10\.64\.0\.0/10 free", detail)
     assert status == "ok" and counts, detail
     assert 0 < int(counts[1]) <= int(counts[2]) == 16384
+    status, detail = found["IPv6"]
+    expected_ipv6 = "ok" if os.path.isdir("/proc/sys/net/ipv6") else "missing"
+    assert status == expected_ipv6, detail
+    if expected_ipv6 == "ok":
+        assert "/64s from fd6e:6574:6e73::/48" in detail
 
 
 @pytest.mark.parametrize(("prefix", "fix"), [

@@ -696,3 +696,39 @@ def test_faults_need_a_link_with_two_ends(make_isolated_container: Callable[...,
     assert link.impairment == {} and link.is_up
     with pytest.raises(NetnsError):
         iso.topology.partition([iso.node], ["host"])
+
+
+def test_ipv6_is_impaired_and_partitioned_too(make_bridged_pair: Callable[..., Any]) -> None:
+    """ICMPv6 meets the delay; a one-way partition cuts IPv6 and lets neighbour discovery by."""
+    pair = make_bridged_pair(ipv6=True)
+    link = pair.topology.link(pair.a, "switch")
+    link.impair(delay="15ms", direction="switch->a")
+    stats = ping_stats(pair.b, pair.a, count=3, family=6)
+    assert stats.received == 3 and stats.rtt_min is not None and stats.rtt_min >= 15.0
+    _code, out = busybox(pair.b, "ping", "-6", "-c", "2", "-W", "3", pair.a_ip6)
+    times = [float(x) for x in re.findall(r"time=([0-9.]+) ms", out)]
+    assert len(times) == 2 and min(times) >= 15.0, out
+    link.clear()
+    for node in (pair.a, pair.b):
+        busybox(node, "ip", "-6", "neigh", "flush", "all")
+    with pair.topology.partition([pair.a], [pair.b], oneway=True):
+        assert ping_stats(pair.a, pair.b, count=3, family=6, timeout=0.5).received == 0
+        assert silent(pair.b, pair.a_ip)  # a's IPv4 replies are cut as well
+        six = udp_through6(pair.b, pair.a, pair.a_ip6, 10)
+        assert sorted(six) == list(range(10))  # b -> a: neighbour discovery went through
+
+
+def udp_through6(src: Node, dst: Node, dst_ip: str, count: int) -> list[int]:
+    def receiver() -> socket.socket:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        sock.bind((dst_ip, PORT))
+        return sock
+
+    rx = dst.call(receiver)
+    tx = src.call(socket.socket, socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        send_numbered(tx, (dst_ip, PORT), count, 0.01)
+        return drain(rx)
+    finally:
+        rx.close()
+        tx.close()

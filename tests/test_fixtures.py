@@ -32,7 +32,7 @@ from pytest_netns.ownership import current_session
 
 def serve_once(ip: str) -> tuple[int, dict[str, Any], threading.Thread]:
     """A one-shot TCP server in the test process: records the peer and what it sent."""
-    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_STREAM)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind((ip, 0))
     srv.listen(1)

@@ -38,6 +38,7 @@ from pytest_netns.kernel.netns import NETNS_RUN_DIR, create_named_netns, host_ne
 from pytest_netns.lifecycle import hooks, reaper
 from pytest_netns.nodes.engine import remove_container
 from pytest_netns.nodes.host import host
+from pytest_netns.nodes.hosts import HOSTS_DIR
 from pytest_netns.ownership import SESSIONS_DIR, Session, process_start
 from pytest_netns.topology.subnets import RESERVATIONS
 
@@ -63,6 +64,7 @@ def test_hold(make_bridged_pair, make_nat_uplink, make_host_only_link,
         make_host_only_link(container=attached, iface="eth8", verify=False)
     # a server left running inside a namespace node keeps that namespace alive
     node = make_isolated_container(backend="namespace", verify=False).node
+    node.exec(["true"])  # the node's private hosts file exists from its first process on
     server = node.call(subprocess.Popen, ["sleep", "600"])
     if os.environ.get("PN_KEEP"):
         ownership.mark_kept(netns_session)
@@ -114,10 +116,16 @@ def session_objects(sid: str, pid: int, attached_pid: int | None = None,
     tag = f"pytest-netns:{sid}:{pid}"
     found += [f"host link {ln['ifname']}" for ln in iproute_json(None, "link", "show")
               if str(ln.get("ifalias", "")).startswith(tag)]
+    found += [f"hosts file {name}" for name in ownership.listdir(HOSTS_DIR)
+              if name.startswith(f"pytest-netns-{sid}-{pid}-")]
     if attached_pid:
         found += [f"link {ln['ifname']} in attached container"
                   for ln in iproute_json(f"/proc/{attached_pid}/ns/net", "link", "show")
                   if str(ln.get("ifalias", "")).startswith(tag)]
+        # our own test image: a plain read through /proc/<pid>/root is safe here
+        with open(f"/proc/{attached_pid}/root/etc/hosts") as f:
+            found += [f"names in attached container: {line.strip()}" for line in f
+                      if line.startswith(f"# {tag} ")]
     if docker:
         from pytest_netns.nodes.engine import docker_client
 
@@ -241,9 +249,11 @@ def test_sigkill_mid_topology_leaves_nothing(
         assert any(b.startswith("netns ") for b in before), before
         assert any(b.startswith("host link ") for b in before), before
         assert any(b.startswith("subnet reservation ") for b in before), before
+        assert any(b.startswith("hosts file ") for b in before), before
         if docker:
             assert any(b.startswith("container ") for b in before), before
             assert any(b.endswith("in attached container") for b in before), before
+            assert any(b.startswith("names in attached container") for b in before), before
         assert process_running(info["server"]) and process_running(info["watchdog"])
         # the watchdog is in a session of its own: a terminal's Ctrl-C does not reach it
         assert info["watchdog_sid"] != info["pytest_sid"]
@@ -405,6 +415,11 @@ class Leftovers:
         # a process left running inside it, as a crashed session's server would be
         self.server = thread.call(subprocess.Popen, ["sleep", "600"])
         thread.stop()
+        # the namespace node's private hosts file, named after its namespace
+        os.makedirs(HOSTS_DIR, exist_ok=True)
+        self.hosts = os.path.join(HOSTS_DIR, os.path.basename(self.netns))
+        with open(self.hosts, "w") as f:
+            f.write("127.0.0.1\tlocalhost\n")
         self.link = session.ifname("t")
         host().netlink.add_veth(self.link, self.link + "p", host_netns_fd(), alias=session.alias)
         self.container = None
@@ -440,6 +455,7 @@ class Leftovers:
             f"process {self.server.pid}": self.server.poll() is None,
             f"link {self.link}": any(
                 ln["ifname"] == self.link for ln in iproute_json(None, "link", "show")),
+            f"hosts file {os.path.basename(self.hosts)}": os.path.exists(self.hosts),
         }
         if self.container is not None:
             import docker.errors
@@ -458,7 +474,8 @@ class Leftovers:
         lines = [f"removed netns {os.path.basename(self.netns)}",
                  f"killed process {self.server.pid} (sleep) left in netns "
                  f"{os.path.basename(self.netns)}",
-                 f"removed link {self.link} ({self.session.alias})"]
+                 f"removed link {self.link} ({self.session.alias})",
+                 f"removed hosts file {os.path.basename(self.hosts)}"]
         if self.container is not None:
             lines += [f"removed container {self.container.name} (session {self.session.id})",
                       f"removed link {self.attached_link} in container {self.attached.name} "
@@ -474,6 +491,8 @@ class Leftovers:
         self.server.wait()
         remove_named_netns(self.netns)
         host().netlink.delete_link(self.link)
+        if os.path.exists(self.hosts):
+            os.unlink(self.hosts)
         if self.container is not None:
             remove_container(self.container)
             self._in_container(self.attached, lambda nl: nl.delete_link(self.attached_link))

@@ -156,14 +156,16 @@ def test_reservations_of_another_version_are_kept_and_ignored() -> None:
     its entries must neither break this one's allocation nor be dropped by it."""
     from pytest_netns.topology.subnets import _locked_reservations, release, reserve
 
-    foreign = "fd6e:6574:6e73:77::/64"
+    foreign = ["fd6e:6574:6e73:77::/64", "vlan:42"]  # a family it knows, and one it does not
     with _locked_reservations() as table:
-        table[foreign] = {"pid": os.getpid(), "owner": "another version"}
+        for key in foreign:
+            table[key] = {"pid": os.getpid(), "owner": "another version"}
     try:
         (net,) = reserve([24], owner="test_xdist foreign")
         release([net])
         with _locked_reservations() as table:
-            assert table[foreign]["owner"] == "another version"
+            assert [table[key]["owner"] for key in foreign] == ["another version"] * 2
     finally:
         with _locked_reservations() as table:
-            table.pop(foreign, None)
+            for key in foreign:
+                table.pop(key, None)

@@ -1,4 +1,5 @@
-"""The kernel layer: network namespaces, rtnetlink, per-namespace sysctls, NAT and the host uplink.
+"""The kernel layer: network namespaces, rtnetlink, per-namespace sysctls, NAT, the host
+uplink, and files in other mount namespaces (`mounts`).
 
 Faults live here too: traffic control (`tc`, `cbpf`), the mechanisms of an
 impaired direction (`impairment`) and of cuts and partitions (`drops`), and

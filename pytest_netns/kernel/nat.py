@@ -21,34 +21,41 @@ log = logging.getLogger(__name__)
 ToolRunner = Callable[[list[str], "bytes | None"], tuple[int, str]]
 
 
-def masquerade_ruleset(table: str, out_iface: str) -> str:
-    return (
-        f"table ip {table} {{\n"
+def masquerade_ruleset(table: str, out_iface: str, ipv6: bool = False) -> str:
+    """An nftables ruleset masquerading what leaves `out_iface`: a table of family `ip`,
+    and with `ipv6` a twin of family `ip6` (IPv6 NAT) under the same name."""
+    families = ("ip", "ip6") if ipv6 else ("ip",)
+    return "".join(
+        f"table {family} {table} {{\n"
         "  chain postrouting {\n"
         "    type nat hook postrouting priority srcnat; policy accept;\n"
         f'    oifname "{out_iface}" masquerade\n'
         "  }\n"
         "}\n"
+        for family in families
     )
 
 
-def enable_masquerade(run: ToolRunner, table: str, out_iface: str) -> str:
-    """Masquerade everything leaving `out_iface`; return which tool did it."""
+def enable_masquerade(run: ToolRunner, table: str, out_iface: str, ipv6: bool = False) -> str:
+    """Masquerade everything leaving `out_iface` (IPv6 too with `ipv6`); return which
+    tool did it."""
     nft = shutil.which("nft")
     if nft:
-        _run(run, [nft, "-f", "-"], masquerade_ruleset(table, out_iface))
+        _run(run, [nft, "-f", "-"], masquerade_ruleset(table, out_iface, ipv6))
         return "nftables"
-    iptables = shutil.which("iptables")
-    if iptables:
+    tools = [shutil.which("iptables")] + ([shutil.which("ip6tables")] if ipv6 else [])
+    if all(tools):
         comment = table.replace("_", "-")
-        _run(
-            run,
-            [iptables, "-t", "nat", "-A", "POSTROUTING", "-o", out_iface,
-             "-m", "comment", "--comment", comment, "-j", "MASQUERADE"],
-        )
+        for tool in tools:
+            assert tool is not None
+            _run(
+                run,
+                [tool, "-t", "nat", "-A", "POSTROUTING", "-o", out_iface,
+                 "-m", "comment", "--comment", comment, "-j", "MASQUERADE"],
+            )
         return "iptables"
     raise MissingToolError(
-        "NAT needs nftables or iptables, and neither `nft` nor `iptables` is installed: "
+        "NAT needs nftables or iptables (and ip6tables for IPv6), and `nft` is not installed: "
         "apt-get install nftables (or iptables)"
     )
 

@@ -152,8 +152,10 @@ class Netlink:
         ifname: str,
         addresses: list[tuple[str, int]],
         alias: str | None = None,
+        sysctls: dict[str, str] | None = None,
     ) -> int:
-        """Bring `ifname` up, tag it and give it its addresses, in one thread hop.
+        """Bring `ifname` up, tag it and give it its addresses, in one thread hop
+        (after writing `sysctls`, if any).
 
         IPv6 addresses skip duplicate address detection: the topology chose
         them, and DAD would hold them back for about a second.
@@ -163,6 +165,8 @@ class Netlink:
             idx = index_of(ifname)
             if idx is None:
                 raise TopologyBuildError(f"interface {ifname!r} not found in {self.thread.label}")
+            for name, value in (sysctls or {}).items():
+                sysctl.write(name, value)
             rt.set_link(idx, up=True, alias=alias or None)
             for address, prefixlen in addresses:
                 rt.add_address(idx, address, prefixlen, nodad=":" in address)
@@ -266,6 +270,27 @@ class Netlink:
         return self._do("list routes", lambda rt: rt.routes(family))
 
     # -- sysctls ----------------------------------------------------------
+
+    def sysctls(self, values: dict[str, str]) -> None:
+        """Write several sysctls of this namespace, in order, in one thread hop."""
+
+        def run() -> None:
+            for name, value in values.items():
+                sysctl.write(name, value)
+
+        if values:
+            log.debug("%s: sysctls %s", self.thread.label, values)
+            self.thread.call(run)
+
+    def prepare(self, values: dict[str, str]) -> None:
+        """A new namespace's first step: `lo` up, then `values` (sysctls), in one hop."""
+
+        def run(rt: Rtnl) -> None:
+            rt.set_link(1, up=True)
+            for name, value in values.items():
+                sysctl.write(name, value)
+
+        self._do(f"bring lo up, set {values or 'no sysctl'}", run)
 
     def sysctl(self, name: str, value: str | None = None) -> str:
         """Read (and optionally write) a sysctl of this namespace only."""

@@ -443,19 +443,24 @@ class Rtnl:
 
 
 def host_prefixes(family: int = socket.AF_INET) -> list[tuple[str, int]]:
-    """(address, prefixlen) of every route (all tables, default excluded) and address.
+    """(address, prefixlen) of every route (all tables, defaults excluded) and address,
+    of one family, or of IPv4 and IPv6 alike with AF_UNSPEC (one dump of each kind).
 
     Subnet allocation checks these on every build; it runs in the calling
     thread's namespace and decodes only what it needs.
     """
+    wanted = (socket.AF_INET, socket.AF_INET6) if family == socket.AF_UNSPEC else (family,)
     rt = Rtnl()
     try:
-        routes = [(r.dst.split("/")[0], int(r.dst.split("/")[1])) for r in rt.routes(family)
-                  if not r.is_default]
-        addresses = [(a.address, a.prefixlen) for a in rt.addresses(family)]
+        # an AF_UNSPEC dump also holds other families' tables (multicast routing): skip them
+        routes = [decode_route(b) for b in rt.dump(RTM_GETROUTE, RTMSG.pack(
+            family, 0, 0, 0, 0, 0, 0, 0, 0)) if b[0] in wanted]
+        addresses = [(a.address, a.prefixlen) for a in rt.addresses(family)
+                     if a.family in wanted]
     finally:
         rt.close()
-    return routes + addresses
+    return [(r.dst.split("/")[0], int(r.dst.split("/")[1])) for r in routes
+            if not r.is_default] + addresses
 
 
 def link_aliases() -> list[tuple[str, str]]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 
 def path_of(name: str) -> str:
-    return "/proc/sys/" + name.replace(".", "/")
+    """The /proc/sys file of a sysctl named with dots, or with slashes (needed where a
+    part, such as an interface name, may contain a dot: "net/ipv6/conf/eth0.5/accept_ra")."""
+    return "/proc/sys/" + (name if "/" in name else name.replace(".", "/"))
 
 
 def read(name: str) -> str:

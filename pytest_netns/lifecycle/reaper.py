@@ -1,10 +1,12 @@
 """Ownership sweeps: removing what dead pytest-netns sessions left behind.
 
 Every object names its owner, a session id and a pid: namespaces in their
-names, root-namespace links (and links put into attached containers) in
-IFLA_IFALIAS, containers in two labels, impairment forwarders in a record
-of the state directory (checked against the process's start time, name and
-`--tag` before it is ended). Router firewalls live inside router
+names (and namespace nodes' hosts files in theirs), root-namespace links
+(and links put into attached containers) in IFLA_IFALIAS, the names written
+into attached containers' /etc/hosts in their marker lines, containers in
+two labels, impairment forwarders in a record of the state directory
+(checked against the process's start time, name and `--tag` before it is
+ended). Router firewalls live inside router
 namespaces and go with them; the one host change, the opt-in real uplink,
 is undone from the state file it writes per session. A sweep removes an object only when its owner
 is dead: the pid is gone, is a zombie, or now belongs to a newer process
@@ -33,6 +35,7 @@ from ..kernel.forwarder import is_forwarder
 from ..kernel.netlink import Netlink
 from ..kernel.netns import NETNS_RUN_DIR, NetnsThread, remove_named_netns
 from ..nodes.host import host
+from ..nodes.hosts import HOSTS_DIR, edit_container_hosts
 from ..nodes.process import kill_in_netns
 from ..ownership import (
     CONTAINER_LABEL,
@@ -141,6 +144,7 @@ def sweep(*, include_kept: bool = False, session_id: str | None = None) -> list[
     lines = _sweep_uplinks(judge)
     lines += _sweep_forwarders(judge)
     lines += _sweep_netns(judge)
+    lines += _sweep_hosts_files(judge)
     lines += _sweep_links(judge, host().netlink, "")
     lines += [f"released subnet {what}" for what in release_dead()]
     try:
@@ -234,6 +238,42 @@ def _sweep_netns(judge: _Judge) -> list[str]:
         lines += judge.attempt(owner.sid, f"netns {name}",
                                functools.partial(remove_named_netns, path))
     return lines
+
+
+def _sweep_hosts_files(judge: _Judge) -> list[str]:
+    """Namespace nodes' private hosts files, named after their namespaces."""
+    lines: list[str] = []
+    for name in listdir(HOSTS_DIR):
+        owner = owner_of_netns(name)
+        if owner is not None and judge.doomed(owner):
+            lines += judge.attempt(owner.sid, f"hosts file {name}",
+                                   functools.partial(os.unlink, os.path.join(HOSTS_DIR, name)))
+    return lines
+
+
+def _without_doomed_blocks(judge: _Judge, text: str | None) -> str:
+    """`text` (a container's /etc/hosts) without the names of dead sessions' topologies."""
+    kept: list[str] = []
+    inside = False
+    for line in (text or "").splitlines():
+        owner = owner_of_alias(line[2:]) if line.startswith("# ") else None
+        if owner is not None and judge.doomed(owner):
+            inside = line.split(" ")[3:4] == ["begin"]
+            continue
+        if not inside:
+            kept.append(line)
+    return "\n".join(kept) + ("\n" if kept else "")
+
+
+def _sweep_names_in(pid: int, judge: _Judge, where: str) -> list[str]:
+    """Take dead sessions' names out of an attached container's /etc/hosts."""
+    from ..kernel.mounts import read_in_root
+
+    text = read_in_root(pid, "/etc/hosts")
+    if text is None or _without_doomed_blocks(judge, text) == text:
+        return []
+    edit_container_hosts(pid, lambda current: _without_doomed_blocks(judge, current))
+    return [f"removed names of dead sessions from /etc/hosts{where}"]
 
 
 # -- links ------------------------------------------------------------------
@@ -338,6 +378,7 @@ def _sweep_attached(client: docker.DockerClient, judge: _Judge) -> list[str]:
         name = _container_name(ctr.attrs)
         try:
             lines += _sweep_links_in(fd, judge, f" in container {name}")
+            lines += _sweep_names_in(pid, judge, f" in container {name}")
         except Exception as exc:  # e.g. it stopped meanwhile: report, go on with the rest
             lines.append(f"could not look into container {name}: {exc}")
         finally:

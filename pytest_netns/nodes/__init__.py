@@ -2,5 +2,6 @@
 
 `base` states the contract every node keeps; `namespace`, `host` and
 `container` are its three kinds; `process` runs commands inside them;
-`engine` and `images` are the Docker side.
+`hosts` gives their processes the topology's names; `engine` and `images`
+are the Docker side.
 """

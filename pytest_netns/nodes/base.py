@@ -2,14 +2,15 @@
 
 A node owns one network namespace. The layers above use only this contract:
 
-- tests: `name`, `ip`, `container`, `netns`, `exec`, `spawn`;
+- tests: `name`, `ip`, `ip6`, `container`, `netns`, `exec`, `spawn`;
 - the topology layer: `netlink` (the kernel operations inside the node),
   `interfaces` and `routes` (what a topology put there), `owned`;
 - probes and captures: `call` (run a function inside the namespace, where
   sockets must be opened), `egress_ifnames` (the interfaces a probe may
   leave through), `address_for` (which of its addresses another node
   should use), `on_release` (close what pins the namespace), and
-  `check_open` (a node of a closed topology refuses at once).
+  `check_open` (a node of a closed topology refuses at once);
+- names: `update_names` (edit the hosts file the node's processes read).
 
 Nothing outside this package touches the thread that lives in the
 namespace, and nothing registers hooks at import.
@@ -45,6 +46,12 @@ class Interface:
     segment: str  # the switch, link or guest-only NIC it belongs to, by its topology's name
     kind: str = "veth"
     network: str = ""  # one id per broadcast domain, unique across topologies
+    ip6: str | None = None
+    prefixlen6: int | None = None
+
+    def address(self, family: int = 4) -> str | None:
+        """Its IPv4 (family 4) or IPv6 (family 6) address."""
+        return self.ip6 if family == 6 else self.ip
 
 
 class Node(ABC):
@@ -71,9 +78,18 @@ class Node(ABC):
     @property
     def ip(self) -> str | None:
         """Its address on the topology that made it (the first one assigned)."""
+        return self.first_address(4)
+
+    @property
+    def ip6(self) -> str | None:
+        """Its IPv6 address on the topology that made it (the first one; None without IPv6)."""
+        return self.first_address(6)
+
+    def first_address(self, family: int = 4) -> str | None:
         for iface in self.interfaces:
-            if iface.ip:
-                return iface.ip
+            address = iface.address(family)
+            if address:
+                return address
         return None
 
     @property
@@ -87,19 +103,20 @@ class Node(ABC):
                 return iface
         raise KeyError(ifname)
 
-    def address_for(self, other: Node | None) -> str | None:
-        """The address `other` should use to reach this node.
+    def address_for(self, other: Node | None, family: int = 4) -> str | None:
+        """The address (IPv4, or IPv6 with `family=6`) `other` should use to reach this node.
 
         A node on several segments has several addresses; the one on a
         segment both nodes share is the one that works without a router.
         With no shared segment (a routed path), the first address.
         """
         if other is not None:
-            mine = {i.network: i.ip for i in self.interfaces if i.ip and i.network}
+            mine = {i.network: i.address(family) for i in self.interfaces
+                    if i.address(family) and i.network}
             for iface in other.interfaces:
                 if iface.network in mine:
                     return mine[iface.network]
-        return self.ip
+        return self.first_address(family)
 
     def egress_ifnames(self) -> frozenset[str]:
         """Interfaces a probe from this node may leave through: lo and what topologies made."""
@@ -142,6 +159,16 @@ class Node(ABC):
 
         It is stopped when the node goes away, or earlier with `.stop()`.
         """
+
+    @property
+    def running(self) -> bool:
+        """False once what the node stands for is gone (a container that was removed)."""
+        return True
+
+    def update_names(self, edit: Callable[[str | None], str]) -> None:
+        """Apply `edit` (current hosts text, None when there is none -> new text) to the
+        hosts file the node's processes read. Nodes that resolve no names ignore it."""
+        return None
 
     # -- end of life ----------------------------------------------------------
 

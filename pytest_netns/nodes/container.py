@@ -21,6 +21,7 @@ from ..kernel.netns import NetnsThread
 from ..ownership import Session
 from .base import Node
 from .engine import docker_client, remove_container
+from .hosts import Edit, edit_container_hosts
 from .images import DEFAULT_COMMAND, ensure_image
 from .process import Process, as_argv
 
@@ -49,6 +50,20 @@ class ContainerNode(Node):
 
     def netns_fd(self) -> int:
         return self._pinned
+
+    @property
+    def running(self) -> bool:
+        return os.path.exists(f"/proc/{self.pid}")
+
+    def update_names(self, edit: Edit) -> None:
+        """Rewrite the container's own /etc/hosts from the host, following no symlink."""
+        try:
+            edit_container_hosts(self.pid, edit)
+        except (OSError, NetnsError) as exc:
+            raise ContainerError(
+                f"cannot write /etc/hosts of container {self.name!r}: {exc}; names of the "
+                "other nodes will not resolve in it"
+            ) from exc
 
     def exec(self, argv: list[str] | str, timeout: float = 30.0) -> tuple[int, str]:
         self.check_open("run a command in")

@@ -10,8 +10,10 @@ destination is looked up and a route that leaves through an interface no
 topology created (the host's eth0, docker0, ...) raises EgressError.
 
 `src` is a Node or "host" (the namespace pytest runs in); `dst` is an IP
-address, a Node (its address on a segment it shares with `src`, else its
-`.ip`), or "host" (the host's address on a link it shares with `src`).
+address (IPv4 or IPv6), a Node (its address on a segment it shares with
+`src`, else its `.ip`), or "host" (the host's address on a link it shares
+with `src`). `family=6` probes a Node (or "host") at its IPv6 address
+instead: ICMPv6 echo, TCP and UDP over IPv6, with the same egress guard.
 
 Answers are told apart (see `ProbeResult.state`): "no-route" is decided in
 the source before anything is sent; an ICMP error names the hop that sent
@@ -57,27 +59,31 @@ __all__ = [
 ]
 
 
-def ping(src: Source, dst: Destination, timeout: float = 1.0) -> ProbeResult:
-    """ICMP echo from `src` to `dst`: state reply, no-route, unreachable or timeout."""
-    return probe_one(src, dst, "icmp", None, timeout)
+def ping(src: Source, dst: Destination, timeout: float = 1.0, *,
+         family: int | None = None) -> ProbeResult:
+    """ICMP (ICMPv6) echo from `src` to `dst`: state reply, no-route, unreachable or timeout."""
+    return probe_one(src, dst, "icmp", None, timeout, family=family)
 
 
 def ping_stats(src: Source, dst: Destination, count: int = 10, interval: float = 0.01,
-               timeout: float = 1.0) -> PingStats:
-    """`count` ICMP echoes from `src` to `dst`, `interval` seconds apart, each waited for
-    `timeout` seconds: `sent`, `received`, `loss` (percent) and `rtt_min/avg/max/mdev`
-    (milliseconds, None when nothing came back), as `ping -c -i -W` reports them.
+               timeout: float = 1.0, *, family: int | None = None) -> PingStats:
+    """`count` ICMP (ICMPv6) echoes from `src` to `dst`, `interval` seconds apart, each
+    waited for `timeout` seconds: `sent`, `received`, `loss` (percent) and
+    `rtt_min/avg/max/mdev` (milliseconds, None when nothing came back), as `ping -c -i -W`
+    reports them.
     """
-    return ping_series(src, dst, count, interval, timeout)
+    return ping_series(src, dst, count, interval, timeout, family)
 
 
-def probe_tcp(src: Source, dst: Destination, port: int, timeout: float = 1.0) -> ProbeResult:
+def probe_tcp(src: Source, dst: Destination, port: int, timeout: float = 1.0, *,
+              family: int | None = None) -> ProbeResult:
     """A TCP SYN: open (SYN/ACK), closed (RST), filtered (silence), no-route or unreachable."""
-    return probe_one(src, dst, "tcp", port, timeout)
+    return probe_one(src, dst, "tcp", port, timeout, family=family)
 
 
 def wait_for_tcp(
-    src: Source, dst: Destination, port: int, timeout: float = 10.0, interval: float = 0.05
+    src: Source, dst: Destination, port: int, timeout: float = 10.0, interval: float = 0.05,
+    *, family: int | None = None,
 ) -> ProbeResult:
     """Probe until `port` answers open, or `timeout` passes; return the last result.
 
@@ -87,26 +93,27 @@ def wait_for_tcp(
     """
     deadline = time.monotonic() + timeout
     while True:
-        result = probe_tcp(src, dst, port, timeout=min(1.0, timeout))
+        result = probe_tcp(src, dst, port, timeout=min(1.0, timeout), family=family)
         if result.ok or time.monotonic() + interval > deadline:
             return result
         time.sleep(interval)
 
 
 def probe_udp(
-    src: Source, dst: Destination, port: int, timeout: float = 1.0, payload: bytes = PAYLOAD
+    src: Source, dst: Destination, port: int, timeout: float = 1.0, payload: bytes = PAYLOAD,
+    *, family: int | None = None,
 ) -> ProbeResult:
     """A UDP datagram: open (a reply), closed (ICMP port unreachable from the
     destination), open|filtered (silence), no-route or unreachable."""
-    return probe_one(src, dst, "udp", port, timeout, payload)
+    return probe_one(src, dst, "udp", port, timeout, payload, family=family)
 
 
 def probe(
     src: Source, dst: Destination, port: int | None = None, proto: str | None = None,
-    timeout: float = 1.0,
+    timeout: float = 1.0, *, family: int | None = None,
 ) -> ProbeResult:
     """Any of the three: ICMP without a port, TCP with one, unless `proto` says otherwise."""
-    return probe_one(src, dst, proto, port, timeout)
+    return probe_one(src, dst, proto, port, timeout, family=family)
 
 
 def _what(src: Source, result: ProbeResult) -> str:
@@ -120,6 +127,8 @@ def assert_reachable(
     proto: str | None = None,
     timeout: float = 1.0,
     attempts: int = 2,
+    *,
+    family: int | None = None,
 ) -> ProbeResult:
     """Assert that `src` reaches `dst` (echo reply, or an open port); return the result.
 
@@ -129,10 +138,10 @@ def assert_reachable(
     """
     __tracebackhide__ = True
     check_attempts(attempts)
-    result = probe_one(src, dst, proto, port, timeout)
+    result = probe_one(src, dst, proto, port, timeout, family=family)
     tries = 1
     while not result.ok and tries < attempts:
-        result = probe_one(src, dst, proto, port, retry_window(timeout))
+        result = probe_one(src, dst, proto, port, retry_window(timeout), family=family)
         tries += 1
     if not result.ok:
         raise AssertionError(
@@ -149,6 +158,8 @@ def assert_unreachable(
     proto: str | None = None,
     timeout: float = 1.0,
     attempts: int = 2,
+    *,
+    family: int | None = None,
 ) -> ProbeResult:
     """Assert that `src` does not reach `dst`; return the result (which says why not).
 
@@ -158,7 +169,7 @@ def assert_unreachable(
     ("open|filtered") counts as unreachable: no answer came back.
     """
     __tracebackhide__ = True
-    result = probe_one(src, dst, proto, port, timeout, attempts=attempts)
+    result = probe_one(src, dst, proto, port, timeout, attempts=attempts, family=family)
     if result.ok:
         rtt = f" in {result.rtt_ms:.2f} ms" if result.rtt_ms is not None else ""
         raise AssertionError(

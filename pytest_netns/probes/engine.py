@@ -68,11 +68,20 @@ def source_node(src: object) -> Node:
     )
 
 
-def target(dst: object, src: Node) -> tuple[str, str]:
+def check_family(family: object) -> int | None:
+    """None (IPv4 for a Node, the address's own for an address), 4 or 6."""
+    if family is not None and (isinstance(family, bool) or family not in (4, 6)):
+        raise InvalidProbeError(f"invalid family {family!r}: expected 4, 6 or None")
+    return family
+
+
+def target(dst: object, src: Node, family: int | None = None) -> tuple[str, str]:
     """(address, node name or "") for a destination: an address, a Node, or "host".
 
     A node (the host included) with several addresses is probed at the one
-    on a segment it shares with `src`, when there is one.
+    on a segment it shares with `src`, when there is one: its IPv4 address,
+    or its IPv6 one with `family=6`. An address is probed as it is, and must
+    be of `family` when one is given.
     """
     if isinstance(dst, str) and dst == "host":
         dst = host()
@@ -80,13 +89,20 @@ def target(dst: object, src: Node) -> tuple[str, str]:
         raise InvalidProbeError("the host cannot be both source and destination of a probe")
     if isinstance(dst, Node):
         dst.check_open("probe")
-        address = dst.address_for(src)
+        address = dst.address_for(src, family or 4)
         # the host's first address belongs to some other topology's link
         if address is None or (isinstance(dst, HostNode) and not _shares_network(dst, src)):
-            raise InvalidProbeError(_no_address(dst, src))
+            raise InvalidProbeError(_no_address(dst, src, family or 4))
         return address, dst.name
     if isinstance(dst, str | ipaddress.IPv4Address | ipaddress.IPv6Address):
-        return _parse_ip(dst), ""
+        address = _parse_ip(dst)
+        if family is not None and ipaddress.ip_address(address).version != family:
+            raise InvalidAddressError(
+                f"probe destination {dst!r} is an IPv{6 if family == 4 else 4} address, but "
+                f"family={family} asks for IPv{family}: drop family=, or give an IPv{family} "
+                "address"
+            )
+        return address, ""
     raise InvalidAddressError(
         f"invalid probe destination {dst!r}: expected an IP address string, a Node, or 'host'"
     )
@@ -97,7 +113,10 @@ def _shares_network(a: Node, b: Node) -> bool:
     return any(i.network in mine for i in b.interfaces)
 
 
-def _no_address(dst: Node, src: Node) -> str:
+def _no_address(dst: Node, src: Node, family: int = 4) -> str:
+    if family == 6 and dst.address_for(src, 4) is not None:
+        return (f"{dst.name!r} has no IPv6 address, so family=6 cannot probe it: build its "
+                "topology with ipv6=True")
     if isinstance(dst, HostNode):
         return (f"node {src.name!r} shares no link with the host, so 'host' names no address "
                 "for it; pass the host address to probe explicitly")
@@ -111,7 +130,7 @@ def _parse_ip(value: object) -> str:
     except ValueError:
         raise InvalidAddressError(
             f"invalid probe destination {value!r}: expected an IP address such as "
-            "'10.64.0.2', a Node, or 'host'"
+            "'10.64.0.2' or 'fd00:1::2', a Node, or 'host'"
         ) from None
 
 
@@ -253,7 +272,8 @@ def _wait(pendings: list[Pending], batch: Batch, timeout: float) -> None:
 
 
 def probe_one(src: object, dst: object, proto: object, port: object, timeout: object,
-              payload: bytes = PAYLOAD, attempts: int = 1) -> ProbeResult:
+              payload: bytes = PAYLOAD, attempts: int = 1,
+              family: int | None = None) -> ProbeResult:
     """Validate the arguments, run one probe (a silent one up to `attempts` times),
     and tell the observers."""
     node = source_node(src)
@@ -262,7 +282,7 @@ def probe_one(src: object, dst: object, proto: object, port: object, timeout: ob
     attempts = check_attempts(attempts)
     if not isinstance(payload, bytes):
         raise InvalidProbeError(f"invalid UDP payload {payload!r}: expected bytes")
-    address, name = target(dst, node)
+    address, name = target(dst, node, check_family(family))
     (result,) = run([Spec(node, address, name, proto_name, port_number, payload)], seconds,
                     attempts=attempts)
     notify(result)

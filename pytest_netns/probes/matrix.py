@@ -19,6 +19,7 @@ from .engine import (
     Source,
     Spec,
     check_attempts,
+    check_family,
     check_proto,
     check_timeout,
     notify,
@@ -237,20 +238,20 @@ def _members(nodes: object) -> dict[str, Node]:
     return out
 
 
-def _address(dst: Node, src: Node, members: dict[str, Node]) -> str:
-    """`dst`'s address as `src` should probe it.
+def _address(dst: Node, src: Node, members: dict[str, Node], family: int | None) -> str:
+    """`dst`'s address as `src` should probe it (its IPv6 one with `family=6`).
 
     The host has many addresses: a node that shares a link with it probes
     its end of that link; any other node probes the host's end of a link to
     another member (which it normally has no route to, a fair verdict).
     """
     if not isinstance(dst, HostNode):
-        return target(dst, src)[0]
+        return target(dst, src, family)[0]
     for near in (src, *members.values()):
         if near is dst:
             continue
         with contextlib.suppress(InvalidProbeError):
-            return target(dst, near)[0]
+            return target(dst, near, family)[0]
     raise InvalidProbeError(
         "the host is in the matrix, but shares a link with none of its nodes, so it has no "
         "address to probe; leave 'host' out, or add a host-only link"
@@ -266,6 +267,7 @@ def reachability_matrix(
     expected: Expected | None = None,
     on_egress: str = "raise",
     attempts: int = 2,
+    family: int | None = None,
 ) -> ReachabilityMatrix:
     """Probe every ordered pair of `nodes` concurrently (about one timeout window).
 
@@ -278,8 +280,10 @@ def reachability_matrix(
     differ in `str()`; call `assert_matches` to fail on them. A pair whose
     route leaves through an interface no topology made raises EgressError
     before anything is sent, or with on_egress="record" becomes a "refused" cell.
+    `family=6` probes every node at its IPv6 address.
     """
     members = _members(nodes)
+    family = check_family(family)
     proto_name, port_number = check_proto(proto, port)
     seconds = check_timeout(timeout)
     if on_egress not in ("raise", "record"):
@@ -289,7 +293,7 @@ def reachability_matrix(
     pairs = [(a, b) for a in names for b in names if a != b]
     specs = []
     for a, b in pairs:
-        address = _address(members[b], members[a], members)
+        address = _address(members[b], members[a], members, family)
         specs.append(Spec(members[a], address, b, proto_name, port_number))
     started = time.perf_counter()
     results = run(specs, seconds, on_egress, attempts)

@@ -1,4 +1,5 @@
-"""A series of echo requests and their statistics, as `ping -c N -i I -W T` reports them.
+"""A series of echo requests (ICMP or ICMPv6) and their statistics, as `ping -c N -i I -W T`
+reports them.
 
 Each echo is one probe of the engine (its own ICMP id, one packet, no
 resend): sent on schedule from inside the source's namespace, after the
@@ -23,6 +24,7 @@ from .engine import (
     Source,
     Spec,
     _start,
+    check_family,
     check_timeout,
     notify,
     source_node,
@@ -67,12 +69,12 @@ def _check(count: object, interval: object) -> tuple[int, float]:
 
 
 def ping_series(src: Source, dst: Destination, count: int = 10, interval: float = 0.01,
-                timeout: float = 1.0) -> PingStats:
+                timeout: float = 1.0, family: int | None = None) -> PingStats:
     """Send `count` echoes `interval` seconds apart; wait `timeout` for each reply."""
     node = source_node(src)
     count, interval = _check(count, interval)
     seconds = check_timeout(timeout)
-    address, name = target(dst, node)
+    address, name = target(dst, node, check_family(family))
     spec = Spec(node, address, name, "icmp", None)
     from .receiver import Batch, Pending
 

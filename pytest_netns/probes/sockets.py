@@ -16,6 +16,13 @@ thread:
   namespace uses it, and the kernel answers the SYN/ACK with a RST;
 - UDP probes use ordinary bound UDP sockets, pooled.
 
+IPv6 has the same three, opened on the first IPv6 probe: a raw ICMPv6
+socket (echo requests, and the ICMPv6 errors quoting our probes), a raw TCP
+socket and pooled UDP sockets. An IPv6 raw socket hands over the packet
+without its IP header (the peer comes with `recvfrom`), and the kernel
+computes the checksums (ICMPv6 always, TCP with IPV6_CHECKSUM), so IPv6
+probes are built and parsed with `struct` alone.
+
 Sockets are opened once per node and reused, so a probe costs a few packets
 and no thread hop. A single receiver thread waits on all of them (epoll) and
 hands each answer to the probe whose key it matches: ICMP id, or TCP/UDP
@@ -28,6 +35,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import ipaddress
 import itertools
 import random
 import socket
@@ -39,6 +47,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from ..errors import EgressError, NetnsError
+from ..kernel.rtnl import family_of
 from ..nodes.base import Node
 from .receiver import RECEIVER, Batch, Key, Pending, Scapy
 from .result import PAYLOAD, SILENT
@@ -46,13 +55,26 @@ from .route import NoRoute, Route, RouteLookup
 
 SOL_RAW = 255
 ICMP_FILTER = 1
+ICMP6_FILTER = 1  # at level IPPROTO_ICMPV6
+IPV6_CHECKSUM = 7  # at level IPPROTO_IPV6: the kernel fills in the checksum at this offset
 SO_ATTACH_FILTER = 26
 # ICMP types the raw socket keeps: echo reply, destination unreachable, time exceeded
 _ICMP_KEEP = (0, 3, 11)
+# ICMPv6 types kept: destination unreachable, packet too big, time exceeded, echo reply
+_ICMP6_KEEP = (1, 2, 3, 129)
 # classic BPF over the IP packet: keep TCP segments with RST, or with SYN and ACK
 _TCP_BPF = (
     (0xB1, 0, 0, 0),  # ldxb 4*([0]&0xf)       x = IP header length
     (0x50, 0, 0, 13),  # ldb [x+13]             TCP flags
+    (0x45, 2, 0, 0x04),  # jset #RST -> accept
+    (0x54, 0, 0, 0x12),  # and #(SYN|ACK)
+    (0x15, 0, 1, 0x12),  # jeq #(SYN|ACK) -> accept, else drop
+    (0x06, 0, 0, 0x40000),  # accept
+    (0x06, 0, 0, 0),  # drop
+)
+# the same over an IPv6 raw socket, which sees the TCP segment without its IP header
+_TCP6_BPF = (
+    (0x30, 0, 0, 13),  # ldb [13]               TCP flags
     (0x45, 2, 0, 0x04),  # jset #RST -> accept
     (0x54, 0, 0, 0x12),  # and #(SYN|ACK)
     (0x15, 0, 1, 0x12),  # jeq #(SYN|ACK) -> accept, else drop
@@ -77,6 +99,16 @@ _UNREACH = {
     12: "host unreachable for TOS",
     13: "communication administratively prohibited",
 }
+_UNREACH6 = {
+    0: "no route to destination",
+    1: "communication administratively prohibited",
+    2: "beyond scope of source address",
+    3: "address unreachable",
+    4: "port unreachable",
+    5: "source address failed ingress/egress policy",
+    6: "reject route to destination",
+}
+_ICMP6_ERRORS = {2: "packet too big", 3: "time exceeded (hop limit ran out: a routing loop?)"}
 
 # -- sockets inside one namespace -------------------------------------------
 
@@ -92,26 +124,46 @@ def _open_icmp() -> socket.socket:
     return sock
 
 
-def _open_tcp() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                         socket.IPPROTO_TCP)
-    code = b"".join(struct.pack("HBBI", *ins) for ins in _TCP_BPF)
-    buf = ctypes.create_string_buffer(code)
-    prog = struct.pack("HL", len(_TCP_BPF), ctypes.addressof(buf))
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, prog)
+def _open_icmp6() -> socket.socket:
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                         socket.IPPROTO_ICMPV6)
+    block = [0xFFFFFFFF] * 8  # a set bit blocks that type
+    for t in _ICMP6_KEEP:
+        block[t >> 5] &= ~(1 << (t & 31))
+    sock.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, struct.pack("8I", *block))
     sock.setblocking(False)
     return sock
 
 
-def _bound(kind: int, count: int) -> list[socket.socket]:
+def _open_tcp(family: int = socket.AF_INET) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.IPPROTO_TCP)
+    program = _TCP6_BPF if family == socket.AF_INET6 else _TCP_BPF
+    code = b"".join(struct.pack("HBBI", *ins) for ins in program)
+    buf = ctypes.create_string_buffer(code)
+    prog = struct.pack("HL", len(program), ctypes.addressof(buf))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, prog)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, IPV6_CHECKSUM, 16)  # TCP's checksum field
+    sock.setblocking(False)
+    return sock
+
+
+def _bound(kind: int, count: int, family: int = socket.AF_INET) -> list[socket.socket]:
     """`count` sockets bound to free ports (UDP to probe with, TCP to reserve a port)."""
     out = []
     for _ in range(count):
-        sock = socket.socket(socket.AF_INET, kind | socket.SOCK_CLOEXEC)
-        sock.bind(("0.0.0.0", 0))
+        sock = socket.socket(family, kind | socket.SOCK_CLOEXEC)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
         sock.setblocking(False)
         out.append(sock)
     return out
+
+
+def _peer6(address: str) -> str:
+    """An IPv6 peer address as the probe keys spell it (RFC 5952, no zone)."""
+    return str(ipaddress.IPv6Address(address.split("%", 1)[0]))
 
 
 def _source_for(dst: str) -> str:
@@ -135,9 +187,13 @@ class Prober:
         self._pending: dict[Key, Pending] = {}
         self._ifnames: dict[int, str] = {}
         self._allowed_seen: frozenset[str] = frozenset()
-        self._udp_pool: list[socket.socket] = []
-        self._port_pool: list[socket.socket] = []
-        self._tcp: socket.socket | None = None
+        # per address family: pooled UDP sockets, port-reserving TCP sockets, raw TCP
+        self._udp_pool: dict[int, list[socket.socket]] = {socket.AF_INET: [],
+                                                          socket.AF_INET6: []}
+        self._port_pool: dict[int, list[socket.socket]] = {socket.AF_INET: [],
+                                                           socket.AF_INET6: []}
+        self._tcp: dict[int, socket.socket] = {}
+        self._icmp6: socket.socket | None = None
         self._closed = False
         self._routes = node.call(RouteLookup)
         self._icmp = node.call(_open_icmp)
@@ -217,6 +273,21 @@ class Prober:
         self._register(pending, lambda: ("icmp", dst, next(_IDENTS) % 0xFFFF + 1))
         assert pending.key is not None
         ident = pending.key[2]
+        if family_of(dst) == socket.AF_INET6:
+            try:
+                icmp6 = self._icmp6_socket()
+            except BaseException:
+                pending.finish(0)
+                raise
+
+            def send6(p: Pending) -> None:
+                # type 128 (echo request); the kernel fills in the checksum
+                packet = struct.pack("!BBHHH", 128, 0, 0, ident, len(p.sends) + 1) + PAYLOAD
+                p.sends.append(time.perf_counter())
+                icmp6.sendto(packet, (dst, 0))
+
+            pending.sender = send6
+            return pending
         inet = Scapy.get()
         icmp = self._icmp
 
@@ -231,20 +302,26 @@ class Prober:
 
     def start_tcp(self, route: Route, port: int, batch: Batch) -> Pending:
         dst = route.dst
+        family = family_of(dst)
         pending = Pending(self, "tcp", dst, port, None, batch)
-        reserved = self._take(self._port_pool, socket.SOCK_STREAM)
+        pool = self._port_pool[family]
+        reserved = self._take(pool, socket.SOCK_STREAM, family)
         sport = int(reserved.getsockname()[1])
-        pending.cleanup = lambda: self._give(self._port_pool, reserved)
+        pending.cleanup = lambda: self._give(pool, reserved)
         try:
             self._register(pending, lambda: ("tcp", dst, port, sport))
             isn = random.randrange(1, 0xFFFFFFFF)
             pending.isn = isn
-            src = route.src or self.call(_source_for, dst)
-            inet = Scapy.get()
-            segment = bytes(inet.IP(src=src, dst=dst)
-                            / inet.TCP(sport=sport, dport=port, flags="S", seq=isn,
-                                       window=64240))[20:]
-            raw = self._tcp_socket()
+            if family == socket.AF_INET6:  # the kernel computes the checksum (IPV6_CHECKSUM)
+                segment = struct.pack("!HHIIBBHHH", sport, port, isn, 0, 5 << 4, 0x02, 64240,
+                                      0, 0)
+            else:
+                src = route.src or self.call(_source_for, dst)
+                inet = Scapy.get()
+                segment = bytes(inet.IP(src=src, dst=dst)
+                                / inet.TCP(sport=sport, dport=port, flags="S", seq=isn,
+                                           window=64240))[20:]
+            raw = self._tcp_socket(family)
         except BaseException:
             pending.finish(0)
             raise
@@ -258,7 +335,8 @@ class Prober:
 
     def start_udp(self, dst: str, port: int, payload: bytes, batch: Batch) -> Pending:
         pending = Pending(self, "udp", dst, port, None, batch)
-        sock = self._take(self._udp_pool, socket.SOCK_DGRAM)
+        pool = self._udp_pool[family_of(dst)]
+        sock = self._take(pool, socket.SOCK_DGRAM, family_of(dst))
         sport = int(sock.getsockname()[1])
 
         reading = threading.Lock()  # held while the receiver reads this socket
@@ -267,7 +345,7 @@ class Prober:
             with reading:  # after this, no late read can take the next probe's reply
                 pending.closed = True
                 RECEIVER.unregister(sock)
-            self._give(self._udp_pool, sock)
+            self._give(pool, sock)
 
         pending.cleanup = cleanup
         try:
@@ -286,13 +364,14 @@ class Prober:
 
     # -- pools --------------------------------------------------------------
 
-    def _take(self, pool: list[socket.socket], kind: int) -> socket.socket:
+    def _take(self, pool: list[socket.socket], kind: int,
+              family: int = socket.AF_INET) -> socket.socket:
         with self._lock:
             if self._closed:
                 raise NetnsError(f"node {self.name!r} was released while probing from it")
             if pool:
                 return pool.pop()
-        fresh = self.call(_bound, kind, POOL_BATCH)
+        fresh = self.call(_bound, kind, POOL_BATCH, family)
         with self._lock:
             if not self._closed:
                 pool.extend(fresh[1:])
@@ -310,20 +389,33 @@ class Prober:
                 return
         sock.close()
 
-    def _tcp_socket(self) -> socket.socket:
+    def _tcp_socket(self, family: int = socket.AF_INET) -> socket.socket:
+        handler = self._on_tcp6 if family == socket.AF_INET6 else self._on_tcp
+        return self._lazy(lambda: self._tcp.get(family), lambda s: self._tcp.update({family: s}),
+                          functools.partial(_open_tcp, family), handler)
+
+    def _icmp6_socket(self) -> socket.socket:
+        return self._lazy(lambda: self._icmp6, lambda s: setattr(self, "_icmp6", s),
+                          _open_icmp6, self._on_icmp6)
+
+    def _lazy(self, get: Callable[[], socket.socket | None],
+              keep: Callable[[socket.socket], object], open_it: Callable[[], socket.socket],
+              handler: Callable[[socket.socket], None]) -> socket.socket:
+        """A socket opened on first use (inside the namespace), kept and read from then on."""
         with self._lock:
-            raw = self._tcp
+            raw = get()
         if raw is None:
-            raw = self.call(_open_tcp)
+            raw = self.call(open_it)
             with self._lock:
-                if self._tcp is None and not self._closed:
-                    self._tcp = raw
-                    RECEIVER.register(raw, self._on_tcp)
-                else:
-                    raw.close()
-                    if self._tcp is None:
-                        raise NetnsError(f"node {self.name!r} was released while probing")
-                    raw = self._tcp
+                if get() is None and not self._closed:
+                    keep(raw)
+                    RECEIVER.register(raw, handler)
+                    return raw
+                raw.close()
+                kept = get()
+                if kept is None:
+                    raise NetnsError(f"node {self.name!r} was released while probing")
+                raw = kept
         return raw
 
     # -- answers (on the receiver thread) -------------------------------------
@@ -384,6 +476,73 @@ class Prober:
                 what += " (sent by a hop on the path, not by the destination)"
         pending.resolve(state, f"ICMP {what} from {peer}")
 
+    def _on_icmp6(self, sock: socket.socket) -> None:
+        while True:
+            try:
+                data, addr = sock.recvfrom(65535)
+            except BlockingIOError:
+                return
+            if len(data) >= 8:
+                self._icmp6_packet(data, _peer6(addr[0]))
+
+    def _icmp6_packet(self, data: bytes, peer: str) -> None:
+        """An ICMPv6 message (no IP header): an echo reply, or an error quoting a probe."""
+        kind, code = data[0], data[1]
+        if kind == 129:
+            ident, seq = struct.unpack_from("!HH", data, 4)
+            pending = self._lookup(("icmp", peer, ident))
+            if (pending is None or data[8:] != PAYLOAD or not 1 <= seq <= len(pending.sends)):
+                return
+            pending.resolve("reply", f"echo reply from {peer}, seq {seq}",
+                            sent_at=pending.sends[seq - 1])
+            return
+        # an error: the invoking packet's IPv6 header is quoted from offset 8
+        if len(data) < 8 + 40 + 8:
+            return
+        next_header = data[8 + 6]
+        quoted_dst = socket.inet_ntop(socket.AF_INET6, data[8 + 24 : 8 + 40])
+        inner = 8 + 40
+        if next_header == 58 and data[inner] == 128:
+            key: Key = ("icmp", quoted_dst, struct.unpack_from("!H", data, inner + 4)[0])
+        elif next_header in (6, 17):
+            sport, dport = struct.unpack_from("!HH", data, inner)
+            key = ("tcp" if next_header == 6 else "udp", quoted_dst, dport, sport)
+        else:
+            return
+        pending = self._lookup(key)
+        if pending is None:
+            return
+        if kind == 1:
+            what = _UNREACH6.get(code, f"unreachable, code {code}")
+        else:
+            what = _ICMP6_ERRORS.get(kind, f"error type {kind}, code {code}")
+        state = "unreachable"
+        if pending.proto == "udp" and kind == 1 and code == 4:
+            if peer == quoted_dst:
+                state = "closed"
+            else:
+                what += " (sent by a hop on the path, not by the destination)"
+        pending.resolve(state, f"ICMPv6 {what} from {peer}")
+
+    def _on_tcp6(self, sock: socket.socket) -> None:
+        while True:
+            try:
+                data, addr = sock.recvfrom(65535)
+            except BlockingIOError:
+                return
+            if len(data) < 20:
+                continue
+            peer = _peer6(addr[0])
+            their, ours, _seq, ack = struct.unpack_from("!HHII", data)
+            pending = self._lookup(("tcp", peer, their, ours))
+            if pending is None or ack != (pending.isn + 1) & 0xFFFFFFFF:
+                continue  # not ours, or an answer to an earlier probe that used this port
+            flags = data[13]
+            if flags & 0x04:
+                pending.resolve("closed", f"RST from {peer}")
+            elif flags & 0x12 == 0x12:
+                pending.resolve("open", f"SYN/ACK from {peer}")
+
     def _on_tcp(self, sock: socket.socket) -> None:
         while True:
             try:
@@ -416,8 +575,10 @@ class Prober:
                     return
                 except ConnectionError:
                     continue  # ICMP errors are read, with their sender, on the raw socket
-                if addr == (pending.dst, pending.port):
-                    pending.resolve("open", f"{len(data)}-byte reply from {addr[0]}:{addr[1]}")
+                peer = _peer6(addr[0]) if len(addr) == 4 else addr[0]
+                if (peer, addr[1]) == (pending.dst, pending.port):
+                    shown = f"[{peer}]" if len(addr) == 4 else peer
+                    pending.resolve("open", f"{len(data)}-byte reply from {shown}:{addr[1]}")
 
     # -- lifetime -------------------------------------------------------------
 
@@ -428,11 +589,14 @@ class Prober:
                 return
             self._closed = True
             waiting = list(self._pending.values())
-            socks = [self._icmp, *self._udp_pool, *self._port_pool]
-            if self._tcp is not None:
-                socks.append(self._tcp)
-            self._udp_pool.clear()
-            self._port_pool.clear()
+            socks = [self._icmp, *self._tcp.values()]
+            if self._icmp6 is not None:
+                socks.append(self._icmp6)
+            for pools in (self._udp_pool, self._port_pool):
+                for pool in pools.values():
+                    socks += pool
+                    pool.clear()
+            self._tcp.clear()
         for pending in waiting:
             pending.resolve(SILENT[pending.proto],
                             f"node {self.name!r} was released while the probe waited")

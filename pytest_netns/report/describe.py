@@ -9,6 +9,7 @@ what was built), the switches and routers, every fault the test injected
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import TYPE_CHECKING
 
@@ -81,6 +82,8 @@ def _live_rows(topo: Topology, name: str, node: Node) -> list[list[str]]:
         links = node.netlink.links()
         addrs = node.netlink.addresses()
         routes = node.netlink.routes()
+        if any(i.ip6 for i in node.interfaces):
+            routes += node.netlink.routes(socket.AF_INET6)
     except Exception as exc:  # the namespace may be gone (closed early, or broken)
         return [[name, kind, "-", f"(cannot read: {type(exc).__name__}: {exc})"]]
     names = {ln.index: ln.ifname for ln in links}
@@ -100,7 +103,8 @@ def _live_rows(topo: Topology, name: str, node: Node) -> list[list[str]]:
                      _segment_note(topo, name, ifname)])
     if not rows:
         rows.append([name, kind, "-", "(no interface besides lo)", "", ""])
-    table = [r for r in routes if r.table == RT_TABLE_MAIN and r.type == RTN_UNICAST]
+    table = [r for r in routes if r.table == RT_TABLE_MAIN and r.type == RTN_UNICAST
+             and not r.dst.startswith("fe80:")]
     if table:
         text = "; ".join(_format_route(r, names) for r in table)
         rows.append(["", "", "routes", text])
@@ -114,8 +118,11 @@ def _static_rows(topo: Topology, name: str, node: Node) -> list[list[str]]:
     kind = node_kind(topo, name, node)
     rows = []
     for i, iface in enumerate(node.interfaces):
+        addresses = [f"{iface.ip}/{iface.prefixlen}"] if iface.ip else []
+        if iface.ip6:
+            addresses.append(f"{iface.ip6}/{iface.prefixlen6}")
         rows.append([name if i == 0 else "", kind if i == 0 else "", iface.ifname,
-                     f"{iface.ip}/{iface.prefixlen}" if iface.ip else "-", "closed",
+                     ",".join(addresses) or "-", "closed",
                      _segment_note(topo, name, iface.ifname)])
     return rows or [[name, kind, "-", "-", "closed", ""]]
 
@@ -125,6 +132,8 @@ def describe_topology(topo: Topology) -> list[str]:
     state = "closed before the failure" if topo.closed else "up"
     if topo.kept:
         state = "kept"
+    if topo.scoped:
+        state = f"shared with other tests (netns_factory), {state}"
     head = f"topology {topo.label} ({state}; {len(topo.members())} nodes, built in "
     head += f"{topo.build_seconds * 1000:.0f} ms)"
     rows: list[list[str]] = [["NODE", "KIND", "IFACE", "ADDRESS", "STATE", "LINK"]]
@@ -137,14 +146,19 @@ def describe_topology(topo: Topology) -> list[str]:
             rows.append(["", "", "nat", f"masquerades its upstream link ({topo.nat_tool})"])
     for seg in topo.segments.values():
         if seg.kind == SegmentKind.SWITCH:
-            ports = " ".join(f"{m}:{i}={ip}" for m, i, ip in seg.members)
-            rows.append([seg.name, "switch", seg.detail or "br0", str(seg.subnet), "",
+            ports = " ".join(f"{m.node}:{m.ifname}={m.ip}" for m in seg.members)
+            subnets = ",".join(str(n) for n in (seg.subnet, seg.subnet6) if n is not None)
+            rows.append([seg.name, "switch", seg.detail or "br0", subnets, "",
                          f"ports {ports}"])
     for seg in topo.segments.values():
-        for member, ifname, ip in seg.members:
-            if member == HOST:
-                peers = [f"{m}:{i}" for m, i, _ in seg.members if m != HOST]
-                rows.append(["host", "root netns", ifname, f"{ip}/{seg.subnet.prefixlen}", "",
+        for member in seg.members:
+            if member.node == HOST:
+                peers = [f"{m.node}:{m.ifname}" for m in seg.members if m.node != HOST]
+                address = f"{member.ip}/{seg.subnet.prefixlen}"
+                ip6 = seg.ip6_of(member.node)
+                if ip6 and seg.subnet6 is not None:
+                    address += f",{ip6}/{seg.subnet6.prefixlen}"
+                rows.append(["host", "root netns", member.ifname, address, "",
                              f"{seg.name} to {', '.join(peers)}"])
     return [head, *_align(rows)]
 

@@ -25,6 +25,7 @@ from ..topology.spec import HOST, Role, SegmentKind
 if TYPE_CHECKING:
     from ..probes.matrix import ReachabilityMatrix
     from ..probes.result import ProbeResult
+    from ..topology.segments import Member, Segment
     from ..topology.topology import Topology
 
 HOST_ID = "host"
@@ -86,6 +87,8 @@ class _Resolver:
             for seg in topo.segments.values():
                 for member in seg.members:
                     self.by_address.setdefault(member.ip, node_id(i, member.node))
+                for node, ip6 in seg.ip6s.items():
+                    self.by_address.setdefault(ip6, node_id(i, node))
         self.unknown: dict[str, str] = {}
 
     def __call__(self, value: str) -> str:
@@ -132,7 +135,7 @@ def build(topologies: list[Topology], reach: list[Reach], unknown: dict[str, str
                 continue
             if role == Role.SWITCH:
                 seg = topo.segments.get(name)
-                lines: tuple[str, ...] = (name, "switch", *((str(seg.subnet),) if seg else ()))
+                lines: tuple[str, ...] = (name, "switch", *(_subnets(seg) if seg else ()))
             else:
                 node = topo.nodes[name]
                 kind = "container" if node.kind == "container" else "netns"
@@ -147,14 +150,13 @@ def build(topologies: list[Topology], reach: list[Reach], unknown: dict[str, str
                 for m in members:
                     stub = f"t{i}:{seg.name}"
                     out.boxes.append(Box(stub, (f"{seg.name}: guest-only {seg.detail}",
-                                                f"{m.ifname} {m.ip}/{seg.subnet.prefixlen}"),
-                                         "stub"))
+                                                *_member_lines(seg, m)), "stub"))
                     out.edges.append(Edge(node_id(i, m.node), stub, "", "stub"))
             elif len(members) == 2:
                 out.edges.append(_link_edge(topo, i, members[0].node, members[1].node,
-                                            f"{seg.name}\n{seg.subnet}"))
-            host_lines += [f"{m.ifname} {m.ip}/{seg.subnet.prefixlen}"
-                           for m in members if m.node == HOST]
+                                            "\n".join((seg.name, *_subnets(seg)))))
+            host_lines += [line for m in members if m.node == HOST
+                           for line in _member_lines(seg, m)]
         out.edges += _partition_edges(topo, i)
     if host_lines:
         out.boxes.append(Box(HOST_ID, ("host (root netns)", *host_lines), "host"))
@@ -196,8 +198,21 @@ def _partition_edges(topo: Topology, index: int) -> list[Edge]:
 
 
 def _addresses(topo: Topology, name: str) -> list[str]:
-    return [f"{m.ifname} {m.ip}/{seg.subnet.prefixlen}"
-            for seg in topo.segments.values() for m in seg.members if m.node == name]
+    return [line for seg in topo.segments.values() for m in seg.members if m.node == name
+            for line in _member_lines(seg, m)]
+
+
+def _subnets(seg: Segment) -> tuple[str, ...]:
+    return tuple(str(n) for n in (seg.subnet, seg.subnet6) if n is not None)
+
+
+def _member_lines(seg: Segment, m: Member) -> list[str]:
+    """`eth1 10.64.0.2/24`, and on an IPv6 segment `eth1 fd6e:...::2/64` below it."""
+    lines = [f"{m.ifname} {m.ip}/{seg.subnet.prefixlen}"]
+    ip6 = seg.ip6s.get(m.node)
+    if ip6 and seg.subnet6 is not None:
+        lines.append(f"{m.ifname} {ip6}/{seg.subnet6.prefixlen}")
+    return lines
 
 
 # -- DOT ---------------------------------------------------------------------------

@@ -80,7 +80,11 @@ class TestRecord:
 
     def add_topology(self, topo: Topology) -> None:
         """A topology of this test; its capture (if on) starts now, before it carries traffic."""
+        if topo in self.topologies:
+            return
         self.topologies.append(topo)
+        if topo.scoped:
+            topo.tests_seen += 1
         if self.capture == "off":
             return
         from .capture import start_capture
@@ -197,6 +201,8 @@ class TestRecord:
         started = time.perf_counter()
         for cap in self.captures:
             self.links += [ln for ln in cap.stop() if ln not in self.links]
+            # a shared topology outlives this test: its close need not stop this capture
+            cap.topology.forget_close_hook(cap.stop)
         SESSION.capture_seconds += time.perf_counter() - started
 
     def finish(self, failed: bool) -> None:

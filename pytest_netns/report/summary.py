@@ -44,6 +44,11 @@ def summary_lines() -> list[str]:
     if probes is not None:
         line += f"; {probes} probe{'' if probes == 1 else 's'} sent"
     lines = [line]
+    shared = int(stats.get("shared", 0))
+    if shared:
+        tests = int(stats.get("shared_tests", 0))
+        lines.append(f"{shared} of them shared (netns_factory), by {tests} "
+                     f"test{'' if tests == 1 else 's'}")
     faults = _fault_line()
     if faults:
         lines.append(faults)

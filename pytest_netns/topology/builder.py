@@ -25,7 +25,16 @@ from ..errors import (
 )
 from ..kernel.privileges import require_privileges
 from ..ownership import Session, current_session
-from .addresses import check_assignable, check_ifname, parse_ip, parse_subnet
+from .addresses import (
+    check_assignable,
+    check_assignable6,
+    check_hostname,
+    check_ifname,
+    parse_ip,
+    parse_ip6,
+    parse_subnet,
+    parse_subnet6,
+)
 from .construct import Constructor, impair
 from .plan import Plan, make_plan
 from .spec import (
@@ -34,6 +43,7 @@ from .spec import (
     Expectation,
     ImpairmentSpec,
     Network,
+    Network6,
     NodeSpec,
     Role,
     RouteSpec,
@@ -69,6 +79,11 @@ class TopologyBuilder:
     >>> t.connect(a, sw); t.connect(b, sw)
     >>> net = t.build()
     >>> net["a"].ip
+
+    With `ipv6=True` every segment also gets an IPv6 subnet (the `subnet6=`
+    given, or a free unique-local /64) and every end an IPv6 address
+    (`ip6=`, or the next free one); routers forward IPv6 too. Inside each
+    node, every node of the topology resolves by its name (and `aliases=`).
     """
 
     HOST = HOST
@@ -82,6 +97,7 @@ class TopologyBuilder:
         verify: bool = True,
         label: str = "topology",
         listener: BuildListener | None = None,
+        ipv6: bool = False,
     ) -> None:
         if backend not in BACKENDS:
             raise InvalidTopologyError(f"unknown backend {backend!r}: expected one of {BACKENDS}")
@@ -92,6 +108,9 @@ class TopologyBuilder:
         self.verify = verify
         self.label = label
         self.listener = listener
+        if not isinstance(ipv6, bool):
+            raise InvalidTopologyError(f"invalid ipv6 {ipv6!r}: expected True or False")
+        self.ipv6 = ipv6
         self._nodes: dict[str, NodeSpec] = {}
         self._segments: dict[str, SegmentSpec] = {}
         self._routes: list[RouteSpec] = []
@@ -115,6 +134,8 @@ class TopologyBuilder:
             )
         if spec.name in self._nodes or spec.name in self._segments:
             raise InvalidTopologyError(f"name {spec.name!r} is used twice in this topology")
+        check_hostname(spec.name)
+        spec.aliases = _aliases(spec.name, spec.aliases)
         self._nodes[spec.name] = spec
         return spec.name
 
@@ -125,39 +146,49 @@ class TopologyBuilder:
         image: str | None = None,
         command: list[str] | str | None = None,
         backend: str | None = None,
+        aliases: list[str] | tuple[str, ...] = (),
         **run_kwargs: Any,
     ) -> str:
-        """A node: a container on the Docker backend, a bare namespace otherwise."""
+        """A node: a container on the Docker backend, a bare namespace otherwise.
+
+        Every node of the topology resolves `name`, and each of `aliases`, to it.
+        """
         chosen = backend or self.backend
         if chosen not in BACKENDS:
             raise InvalidTopologyError(f"unknown backend {chosen!r}: expected one of {BACKENDS}")
         return self._add_node(
             NodeSpec(name, Role.NODE, chosen, image or self.image, command or self.command,
-                     run_kwargs=run_kwargs)
+                     run_kwargs=run_kwargs, aliases=_alias_tuple(aliases))
         )
 
-    def attach(self, container: Any, name: str | None = None) -> str:
+    def attach(self, container: Any, name: str | None = None,
+               aliases: list[str] | tuple[str, ...] = ()) -> str:
         """An already running container: a docker SDK `Container`, an id or name, or a
         started testcontainers `DockerContainer`.
 
-        It is never stopped or removed; only the interfaces put into it are.
+        It is never stopped or removed; only the interfaces put into it are
+        (and the names written into its /etc/hosts, taken out again at close).
         """
         from ..nodes.container import resolve_container
 
         ctr = resolve_container(container)
-        return self._add_node(NodeSpec(name or str(ctr.name), Role.NODE, "docker", attach=ctr))
+        return self._add_node(NodeSpec(name or str(ctr.name), Role.NODE, "docker", attach=ctr,
+                                       aliases=_alias_tuple(aliases)))
 
-    def router(self, name: str) -> str:
+    def router(self, name: str, aliases: list[str] | tuple[str, ...] = ()) -> str:
         """A namespace that forwards between the segments it is connected to."""
-        return self._add_node(NodeSpec(name, Role.ROUTER, "namespace"))
+        return self._add_node(NodeSpec(name, Role.ROUTER, "namespace",
+                                       aliases=_alias_tuple(aliases)))
 
-    def switch(self, name: str | None = None, subnet: str | Network | None = None) -> str:
+    def switch(self, name: str | None = None, subnet: str | Network | None = None,
+               subnet6: str | Network6 | None = None) -> str:
         """A learning bridge in a namespace of its own (clear of the host's firewall)."""
         name = name or f"sw{len(self._segments)}"
         if name in self._nodes or name in self._segments or name == HOST:
             raise InvalidTopologyError(f"name {name!r} is used twice in this topology")
         net = parse_subnet(subnet, hosts_needed=1) if subnet is not None else None
-        self._segments[name] = SegmentSpec(name, SegmentKind.SWITCH, net)
+        net6 = parse_subnet6(subnet6, hosts_needed=1) if subnet6 is not None else None
+        self._segments[name] = SegmentSpec(name, SegmentKind.SWITCH, net, subnet6=net6)
         self._nodes[name] = NodeSpec(name, Role.SWITCH, "namespace")
         return name
 
@@ -171,28 +202,33 @@ class TopologyBuilder:
         peer_ip: str | None = None,
         iface: str | None = None,
         peer_iface: str | None = None,
+        subnet6: str | Network6 | None = None,
+        ip6: str | None = None,
+        peer_ip6: str | None = None,
         impair: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
     ) -> str:
         """Connect node `a` to a switch, another node, or `HOST`; return the segment name.
 
-        `ip`/`iface` are `a`'s end; `peer_ip`/`peer_iface` the other end's (not
-        for a switch, whose ports carry no address). `impair` takes
-        `Link.impair`'s keywords (`{"delay": "20ms", "loss": 1}`, with an
+        `ip`/`ip6`/`iface` are `a`'s end; `peer_ip`/`peer_ip6`/`peer_iface` the
+        other end's (not for a switch, whose ports carry no address). `subnet6`,
+        `ip6` and `peer_ip6` need a topology made with `ipv6=True`. `impair`
+        takes `Link.impair`'s keywords (`{"delay": "20ms", "loss": 1}`, with an
         optional "direction"), or a list of them for different directions;
         they are applied once the topology is built and verified.
         """
         if a == HOST:
             a, b, ip, peer_ip, iface, peer_iface = b, a, peer_ip, ip, peer_iface, iface
+            ip6, peer_ip6 = peer_ip6, ip6
         self._need_node(a, "connect")
         if b != HOST and b not in self._nodes:
             self._need_node(b, "connect")
         impairments = _impairments(a, b, impair) if impair is not None else []
-        end_a = EndpointSpec(a, _ifname_or_none(iface), _ip_or_none(ip))
+        end_a = EndpointSpec(a, _ifname_or_none(iface), _ip_or_none(ip), _ip6_or_none(ip6))
         if b in self._segments and self._segments[b].kind == SegmentKind.SWITCH:
-            if peer_ip or peer_iface:
+            if peer_ip or peer_iface or peer_ip6:
                 raise InvalidTopologyError(
-                    f"a switch port carries no address or name: drop peer_ip/peer_iface when "
-                    f"connecting {a!r} to switch {b!r}"
+                    f"a switch port carries no address or name: drop peer_ip/peer_ip6/"
+                    f"peer_iface when connecting {a!r} to switch {b!r}"
                 )
             seg = self._segments[b]
             if subnet is not None:
@@ -202,6 +238,13 @@ class TopologyBuilder:
                         f"switch {b!r} already has subnet {seg.subnet}, not {net}"
                     )
                 seg.subnet = net
+            if subnet6 is not None:
+                net6 = parse_subnet6(subnet6, hosts_needed=1)
+                if seg.subnet6 is not None and seg.subnet6 != net6:
+                    raise InvalidAddressError(
+                        f"switch {b!r} already has IPv6 subnet {seg.subnet6}, not {net6}"
+                    )
+                seg.subnet6 = net6
             seg.endpoints.append(end_a)
             self._impairments += impairments
             return b
@@ -211,8 +254,11 @@ class TopologyBuilder:
             raise InvalidTopologyError(f"cannot connect node {a!r} to itself")
         name = f"link{len(self._segments)}"
         link_net = parse_subnet(subnet) if subnet is not None else None
-        end_b = EndpointSpec(b, _ifname_or_none(peer_iface), _ip_or_none(peer_ip))
-        self._segments[name] = SegmentSpec(name, SegmentKind.LINK, link_net, [end_a, end_b])
+        link_net6 = parse_subnet6(subnet6) if subnet6 is not None else None
+        end_b = EndpointSpec(b, _ifname_or_none(peer_iface), _ip_or_none(peer_ip),
+                             _ip6_or_none(peer_ip6))
+        self._segments[name] = SegmentSpec(name, SegmentKind.LINK, link_net, [end_a, end_b],
+                                           subnet6=link_net6)
         self._impairments += impairments
         return name
 
@@ -224,11 +270,14 @@ class TopologyBuilder:
         prefixlen: int = 24,
         iface: str = "eth1",
         kind: str | None = None,
+        ip6: str | None = None,
+        prefixlen6: int = 64,
     ) -> str:
         """A guest-only NIC in `node`: an address, and nothing at the other end.
 
         `kind` is "dummy" (the article's), "ifb", "veth" (peer parked in a private
-        namespace) or None for the best this kernel has.
+        namespace) or None for the best this kernel has. On an IPv6 topology it
+        also gets `ip6`/`prefixlen6`, or an address of a free /64.
         """
         self._need_node(node, "stub")
         if kind not in (None, "dummy", "ifb", "veth"):
@@ -246,10 +295,18 @@ class TopologyBuilder:
                 f"address {addr} is the {'network' if addr == net.network_address else 'broadcast'}"
                 f" address of {net}: pick a host address in {net[1]}-{net[-2]}"
             )
+        net6 = None
+        addr6 = _ip6_or_none(ip6)
+        if addr6 is not None:
+            if type(prefixlen6) is not int or not 1 <= prefixlen6 <= 128:
+                raise InvalidAddressError(
+                    f"invalid IPv6 prefix length {prefixlen6!r}: expected 1 to 128 (64 is usual)"
+                )
+            net6 = ipaddress.IPv6Network(f"{addr6}/{prefixlen6}", strict=False)
         name = f"stub{len(self._segments)}"
         self._segments[name] = SegmentSpec(
-            name, SegmentKind.STUB, net, [EndpointSpec(node, check_ifname(iface), addr)],
-            stub_kind=kind
+            name, SegmentKind.STUB, net, [EndpointSpec(node, check_ifname(iface), addr, addr6)],
+            stub_kind=kind, subnet6=net6,
         )
         return name
 
@@ -259,6 +316,7 @@ class TopologyBuilder:
         *,
         upstream_subnet: str | Network | None = None,
         real_uplink: bool = False,
+        upstream_subnet6: str | Network6 | None = None,
     ) -> str:
         """Masquerade what `router` forwards towards a new upstream link to the host.
 
@@ -266,19 +324,30 @@ class TopologyBuilder:
         creates, so the test process can bind the upstream address and serve
         on it. The router gets no route off the machine unless `real_uplink`
         is set: that explicit opt-in changes the host as `kernel/uplink.py` documents
-        and restores it when the topology closes.
+        and restores it when the topology closes (for IPv4 only). On an IPv6
+        topology the router masquerades IPv6 as well (nftables `ip6` NAT).
         """
         self._need_node(router, "nat")
         if self._nodes[router].role != Role.ROUTER:
             raise InvalidTopologyError(f"NAT needs a router, and {router!r} is not one")
-        seg_name = self.connect(router, HOST, subnet=upstream_subnet)
+        seg_name = self.connect(router, HOST, subnet=upstream_subnet, subnet6=upstream_subnet6)
         self._segments[seg_name].nat_router = router
         self._segments[seg_name].real_uplink = bool(real_uplink)
         return seg_name
 
     def route(self, node: str, dst: str, via: str) -> None:
-        """An extra static route in `node` (a default one is added automatically)."""
+        """An extra static route in `node` (a default one is added automatically).
+
+        `dst` is a CIDR or "default"; an IPv6 `via` (on an IPv6 topology) makes
+        it an IPv6 route.
+        """
         self._need_node(node, "route")
+        if ":" in str(via):
+            gateway6 = parse_ip6(via, "gateway")
+            check_assignable6(gateway6, "gateway")
+            net6 = parse_subnet6(dst, hosts_needed=0) if dst != "default" else None
+            self._routes.append(RouteSpec(node, str(net6) if net6 else "::/0", str(gateway6)))
+            return
         net = parse_subnet(dst, hosts_needed=0) if dst != "default" else None
         check_assignable(parse_ip(via, "gateway"), "gateway")
         self._routes.append(RouteSpec(node, str(net) if net else "0.0.0.0/0", via))
@@ -303,8 +372,14 @@ class TopologyBuilder:
         until the plan's topology closes, or `Plan.release()`.
         """
         require_privileges()  # one clear error before any file or namespace is made
+        routes6 = [r for r in self._routes if ":" in r.via]
+        if not self.ipv6 and routes6:
+            raise InvalidTopologyError(
+                f"route {routes6[0].dst} via {routes6[0].via} is an IPv6 route, on a topology "
+                "made without IPv6: pass ipv6=True"
+            )
         return make_plan(self.label, f"{self.session.id}:{self.label}", self._nodes,
-                         list(self._segments.values()), self._routes, self._expect,
+                         list(self._segments.values()), self._routes, self._expect, self.ipv6,
                          self._impairments)
 
     def build(self) -> Topology:
@@ -347,8 +422,42 @@ def _ip_or_none(value: str | None) -> ipaddress.IPv4Address | None:
     return addr
 
 
+def _ip6_or_none(value: str | None) -> ipaddress.IPv6Address | None:
+    if value is None:
+        return None
+    addr = parse_ip6(value)
+    check_assignable6(addr)
+    return addr
+
+
 def _ifname_or_none(value: str | None) -> str | None:
     return None if value is None else check_ifname(value)
+
+
+def _alias_tuple(aliases: object) -> tuple[str, ...]:
+    if isinstance(aliases, str):  # aliases="db" would otherwise be ('d', 'b')
+        return (aliases,)
+    if not isinstance(aliases, list | tuple | set | frozenset):
+        raise InvalidTopologyError(f"invalid aliases {aliases!r}: expected a list of names")
+    return tuple(aliases)
+
+
+def _aliases(name: str, aliases: tuple[str, ...]) -> tuple[str, ...]:
+    """The node's aliases, each a valid host name other than its name and "host"."""
+    seen = {name.lower()}
+    for alias in aliases:
+        check_hostname(alias, f"alias of node {name!r}")
+        if alias == HOST:
+            raise InvalidTopologyError(
+                f"alias 'host' of node {name!r} would hide the host: pick another name"
+            )
+        if alias.lower() in seen:
+            raise InvalidTopologyError(
+                f"alias {alias!r} of node {name!r} is given twice (or is its name): give "
+                "each name once"
+            )
+        seen.add(alias.lower())
+    return aliases
 
 
 _IMPAIR_KEYS = ("delay", "jitter", "loss", "rate", "duplicate", "corrupt", "reorder",

@@ -1,15 +1,27 @@
 """Construction: turning a `Plan` into kernel objects, in order.
 
 Nodes first (namespaces, started or attached containers), then links
-(bridges, veths, guest-only NICs, NAT), then routes; then the plan's
-expectations are proved with probes, and last the links described as
-impaired are impaired (so verification is not slowed or lost to them). Any failure propagates to the
-builder, which closes the topology, removing whatever exists by then.
+(bridges, veths, guest-only NICs, NAT), then routes, then every node's
+names; then the plan's expectations are proved with probes, and last the
+links described as impaired are impaired (so verification is neither
+slowed nor lost to them). Any failure propagates to the builder, which
+closes the topology, removing whatever exists by then.
+
+IPv6 is on in a node only on an IPv6 topology, on both backends: Docker
+disables it in every container, and namespaces follow suit (no link-local
+addresses, router solicitations or MLD reports in a topology that did not
+ask for IPv6). An IPv6 topology enables it in every node before the first
+interface exists, accepts no router advertisements anywhere (nothing here
+sends any: nodes on a router's segment get an explicit default route via
+the router), and its addresses skip duplicate address detection, so they
+work the moment `build()` returns.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 from typing import TYPE_CHECKING
 
 from ..errors import InterfaceNameError, VerificationError
@@ -18,6 +30,8 @@ from ..nodes.base import Node
 from ..nodes.host import host
 from ..nodes.images import DEFAULT_COMMAND, DEFAULT_IMAGE
 from ..nodes.namespace import NamespaceNode
+from . import names
+from .addresses import IPV6_SYSCTLS
 from .links import End, GuestNic, HostLink, Link, NatUplink, NodeLink, SwitchPort
 from .plan import Plan, PlannedSegment
 from .segments import Member, Segment
@@ -27,6 +41,21 @@ if TYPE_CHECKING:
     from .topology import Topology
 
 log = logging.getLogger(__name__)
+
+IPV6_OFF = {"net.ipv6.conf.all.disable_ipv6": "1"}  # "all" sets "default" too
+# "all" enables every interface there is and sets "default" for the ones to come;
+# accept_ra and accept_dad are read per interface, copied from "default" when one is
+# created. Without DAD a link-local address is usable at once too: a router resolves
+# the next hop of a forwarded packet from its link-local address, and sends nothing
+# while that address is tentative (the first second of a link's life).
+IPV6_ON = {"net.ipv6.conf.all.disable_ipv6": "0", "net.ipv6.conf.default.accept_ra": "0",
+           "net.ipv6.conf.default.accept_dad": "0"}
+
+
+@functools.cache
+def kernel_has_ipv6() -> bool:
+    """False on a kernel booted with ipv6.disable=1: no IPv6 sysctl to write at all."""
+    return os.path.isdir(IPV6_SYSCTLS)
 
 
 class Constructor:
@@ -41,6 +70,7 @@ class Constructor:
         for seg in self.plan.segments:
             self._create_segment(seg)
         self._create_routes()
+        self._publish_names()
 
     # -- nodes ------------------------------------------------------------------
 
@@ -63,12 +93,17 @@ class Constructor:
         path, thread = create_named_netns(self.topo.session.netns_name(spec.role.value))
         node = NamespaceNode(spec.name, path, thread)
         self.topo.add_node(node, spec.role)
-        node.netlink.set_up(1)  # lo
+        # switches forward IPv6 frames without an IPv6 stack of their own
+        ipv6 = self.plan.ipv6 and spec.role.visible
+        sysctls = dict(IPV6_ON if ipv6 else IPV6_OFF if kernel_has_ipv6() else {})
+        if spec.role == Role.ROUTER:
+            sysctls["net.ipv4.ip_forward"] = "1"
+            if ipv6:
+                sysctls["net.ipv6.conf.all.forwarding"] = "1"
+        node.netlink.prepare(sysctls)  # lo up, and these, in one step
         if spec.role == Role.NODE and spec.command and spec.command != DEFAULT_COMMAND:
             # the namespace backend's stand-in for a container's main process
             node.spawn(spec.command)
-        if spec.role == Role.ROUTER:
-            node.netlink.sysctl("net.ipv4.ip_forward", "1")
 
     def _start_containers(self, specs: list[NodeSpec]) -> None:
         from ..nodes.container import start_containers
@@ -85,12 +120,16 @@ class Constructor:
             )
             for node in nodes:
                 self.topo.add_node(node, Role.NODE)
+                if self.plan.ipv6:
+                    node.netlink.sysctls(IPV6_ON)  # Docker disables IPv6 in every container
 
     def _attach(self, spec: NodeSpec) -> None:
         from ..nodes.container import attach_container
 
         node = attach_container(spec.attach, spec.name)
         self.topo.add_node(node, spec.role)
+        if self.plan.ipv6:
+            self._enable_ipv6_attached(node)
         clash = node.netlink.existing(set(self.plan.explicit_ifnames.get(spec.name, ())))
         if clash:
             raise InterfaceNameError(
@@ -98,6 +137,19 @@ class Constructor:
                 f"{node.name!r}: pick another iface, or leave it out and pytest-netns will "
                 "choose a free name"
             )
+
+    def _enable_ipv6_attached(self, node: Node) -> None:
+        """IPv6 on in a container we do not own; what it had is restored when we let go.
+
+        Only "all" and "default" are put back: "all" reaches every interface,
+        and ours are gone by then (taken out of service at close).
+        """
+        keys = list(IPV6_ON)
+        before = {key: node.netlink.sysctl(key) for key in keys}
+        if before == IPV6_ON:
+            return
+        node.netlink.sysctls(IPV6_ON)
+        self.topo.on_teardown(lambda: node.netlink.sysctls(before))
 
     # -- links ------------------------------------------------------------------
 
@@ -113,40 +165,46 @@ class Constructor:
             n += 1
         return f"eth{n}"
 
-    def _end(self, node: str, ifname: str | None, ip: str) -> End:
-        return End(node, ifname or self._next_ifname(self.topo.nodes[node]), ip)
+    def _end(self, node: str, ifname: str | None, ip: str, ip6: str | None) -> End:
+        return End(node, ifname or self._next_ifname(self.topo.nodes[node]), ip, ip6)
 
     def _create_segment(self, seg: PlannedSegment) -> None:
         topo, prefixlen = self.topo, seg.subnet.prefixlen
+        prefixlen6 = seg.subnet6.prefixlen if seg.subnet6 is not None else None
         links: list[Link] = []
         detail = "veth"
         if seg.kind == SegmentKind.SWITCH:
             detail = "br0"
             bridge = topo.nodes[seg.name].netlink.add_bridge(detail)
             for port, e in enumerate(seg.ends):
-                links.append(self._add(SwitchPort(seg.name, prefixlen, self._end(e.node, e.ifname,
-                                                                                  e.ip),
-                                                  End(seg.name, f"p{port}", None), bridge)))
+                member = self._end(e.node, e.ifname, e.ip, e.ip6)
+                links.append(self._add(SwitchPort(seg.name, prefixlen, member,
+                                                  End(seg.name, f"p{port}", None), bridge,
+                                                  prefixlen6)))
         elif seg.kind == SegmentKind.STUB:
             (e,) = seg.ends
             assert e.ifname is not None
-            stub = GuestNic(seg.name, prefixlen, End(e.node, e.ifname, e.ip), seg.stub_kind)
+            stub = GuestNic(seg.name, prefixlen, End(e.node, e.ifname, e.ip, e.ip6),
+                            seg.stub_kind, prefixlen6)
             links.append(self._add(stub))
             detail = stub.chosen
         else:
             e0, e1 = seg.ends
-            a = self._end(e0.node, e0.ifname, e0.ip)
+            a = self._end(e0.node, e0.ifname, e0.ip, e0.ip6)
             if e1.node == HOST:
-                b = End(HOST, e1.ifname or topo.session.ifname("h"), e1.ip)
+                b = End(HOST, e1.ifname or topo.session.ifname("h"), e1.ip, e1.ip6)
                 link: Link = (NatUplink(seg.name, prefixlen, (a, b), str(seg.subnet),
-                                        seg.real_uplink) if seg.nat_router
-                              else HostLink(seg.name, prefixlen, (a, b)))
+                                        seg.real_uplink, prefixlen6) if seg.nat_router
+                              else HostLink(seg.name, prefixlen, (a, b), prefixlen6))
             else:
-                link = NodeLink(seg.name, prefixlen, (a, self._end(e1.node, e1.ifname, e1.ip)))
+                link = NodeLink(seg.name, prefixlen,
+                                (a, self._end(e1.node, e1.ifname, e1.ip, e1.ip6)), prefixlen6)
             links.append(self._add(link))
-        members = tuple(Member(e.node, e.ifname, e.ip or "")
-                        for link in links for e in link.ends if e.ip is not None)
-        topo.segments[seg.name] = Segment(seg.name, seg.kind, seg.subnet, members, detail)
+        ends = [e for link in links for e in link.ends if e.ip is not None]
+        topo.segments[seg.name] = Segment(
+            seg.name, seg.kind, seg.subnet, tuple(Member(e.node, e.ifname, e.ip or "")
+                                                  for e in ends),
+            detail, seg.subnet6, {e.node: e.ip6 for e in ends if e.ip6})
 
     def _add(self, link: Link) -> Link:
         """Hand the link to the topology first, so teardown covers a half-made one."""
@@ -165,16 +223,32 @@ class Constructor:
                 continue
             for seg in topo.segments.values():
                 names = seg.names()
-                gateway = next((m.ip for m in seg.members if m.node in routers), None)
-                if spec.name in names and gateway:
+                router = next((m for m in seg.members if m.node in routers), None)
+                if spec.name in names and router is not None:
                     node = topo.nodes[spec.name]
-                    node.netlink.add_route("0.0.0.0/0", gateway=gateway)
-                    node.routes.append(("default", gateway))
+                    node.netlink.add_route("0.0.0.0/0", gateway=router.ip)
+                    node.routes.append(("default", router.ip))
+                    gateway6 = seg.ip6_of(router.node)
+                    if gateway6:
+                        node.netlink.add_route("::/0", gateway=gateway6)
+                        node.routes.append(("default", gateway6))
                     break
         for route in self.plan.routes:
             node = topo.nodes[route.node]
             node.netlink.add_route(route.dst, gateway=route.via)
             node.routes.append((route.dst, route.via))
+
+    # -- names ------------------------------------------------------------------
+
+    def _publish_names(self) -> None:
+        """Every visible node resolves the others: containers get their /etc/hosts
+        written now, namespace nodes when they first start a process."""
+        topo = self.topo
+        topo.aliases = {s.name: s.aliases for s in self.plan.nodes if s.aliases}
+        for name in topo.members():
+            node = topo.nodes[name]
+            node.update_names(names.edit_for(topo, node))
+            topo.named.append(node)
 
     # -- verification -----------------------------------------------------------
 
@@ -185,19 +259,22 @@ class Constructor:
 
         for want in plan.expectations:
             src_node = host() if want.src == HOST else topo.nodes[want.src]
-            dst_ip = topo.segments[want.segment].ip_of(want.dst)
-            result = None
-            for _ in range(3):
-                result = ping(src_node, dst_ip, timeout=1.0)
-                if result.ok:
-                    break
-            if result is None or not result.ok:
-                raise VerificationError(
-                    f"{topo.label}: {want.src} cannot reach {want.dst} ({dst_ip}) over "
-                    f"{want.segment} right after building it ({result}). Something on this "
-                    "host blocks the path; run `pytest-netns doctor`, or pass verify=False "
-                    "to skip this check"
-                )
+            segment = topo.segments[want.segment]
+            for dst_ip in (segment.ip_of(want.dst), segment.ip6_of(want.dst)):
+                if not dst_ip:
+                    continue
+                result = None
+                for _ in range(3):
+                    result = ping(src_node, dst_ip, timeout=1.0)
+                    if result.ok:
+                        break
+                if result is None or not result.ok:
+                    raise VerificationError(
+                        f"{topo.label}: {want.src} cannot reach {want.dst} ({dst_ip}) over "
+                        f"{want.segment} right after building it ({result}). Something on "
+                        "this host blocks the path; run `pytest-netns doctor`, or pass "
+                        "verify=False to skip this check"
+                    )
 
 
 def impair(plan: Plan, topo: Topology) -> None:

@@ -3,7 +3,8 @@
 Each factory fixture returns a callable; these Protocols state its keyword
 arguments and what it returns, so that `def test_x(make_bridged_pair:
 BridgedPairFactory)` is checked by mypy and completed by an editor. They
-describe calls only; the plugin provides the objects.
+describe calls only; the plugin provides the objects. `netns_factory`'s
+methods take the same arguments.
 """
 
 from __future__ import annotations
@@ -19,34 +20,39 @@ class TopologyFactory(Protocol):
 
     def __call__(self, *, backend: str | None = None, image: str | None = None,
                  command: list[str] | str | None = None, verify: bool = True,
-                 label: str = "topology") -> TopologyBuilder: ...
+                 label: str = "topology", ipv6: bool = False) -> TopologyBuilder: ...
 
 
 class IsolatedContainerFactory(Protocol):
     def __call__(self, *, image: str | None = None, command: list[str] | str | None = None,
-                 backend: str | None = None, verify: bool = True, ip: str = "172.16.0.10",
-                 prefixlen: int = 24, iface: str = "eth1", kind: str | None = None,
-                 container: Any = None) -> IsolatedContainer: ...
+                 backend: str | None = None, verify: bool = True, ipv6: bool = False,
+                 ip: str = "172.16.0.10", prefixlen: int = 24, iface: str = "eth1",
+                 kind: str | None = None, container: Any = None, ip6: str | None = None,
+                 prefixlen6: int = 64) -> IsolatedContainer: ...
 
 
 class HostOnlyLinkFactory(Protocol):
     def __call__(self, *, image: str | None = None, command: list[str] | str | None = None,
-                 backend: str | None = None, verify: bool = True, subnet: str | None = None,
-                 iface: str = "eth1", host_iface: str | None = None,
+                 backend: str | None = None, verify: bool = True, ipv6: bool = False,
+                 subnet: str | None = None, iface: str = "eth1", host_iface: str | None = None,
                  node_ip: str | None = None, host_ip: str | None = None,
-                 container: Any = None) -> HostOnlyLink: ...
+                 container: Any = None, subnet6: str | None = None,
+                 node_ip6: str | None = None, host_ip6: str | None = None) -> HostOnlyLink: ...
 
 
 class BridgedPairFactory(Protocol):
     def __call__(self, *, image: str | None = None, command: list[str] | str | None = None,
-                 backend: str | None = None, verify: bool = True, subnet: str | None = None,
-                 a_ip: str | None = None, b_ip: str | None = None,
-                 iface: str = "eth1") -> BridgedPair: ...
+                 backend: str | None = None, verify: bool = True, ipv6: bool = False,
+                 subnet: str | None = None, a_ip: str | None = None, b_ip: str | None = None,
+                 iface: str = "eth1", subnet6: str | None = None, a_ip6: str | None = None,
+                 b_ip6: str | None = None) -> BridgedPair: ...
 
 
 class NatUplinkFactory(Protocol):
     def __call__(self, *, image: str | None = None, command: list[str] | str | None = None,
-                 backend: str | None = None, verify: bool = True, subnet: str | None = None,
-                 upstream_subnet: str | None = None, node_ip: str | None = None,
-                 iface: str = "eth1", container: Any = None,
-                 real_uplink: bool = False) -> NatUplink: ...
+                 backend: str | None = None, verify: bool = True, ipv6: bool = False,
+                 subnet: str | None = None, upstream_subnet: str | None = None,
+                 node_ip: str | None = None, iface: str = "eth1", container: Any = None,
+                 real_uplink: bool = False, subnet6: str | None = None,
+                 upstream_subnet6: str | None = None,
+                 node_ip6: str | None = None) -> NatUplink: ...

@@ -266,8 +266,8 @@ class TopologyFaults:
     def _addresses(self, names: Iterable[str]) -> list[str]:
         """Every address the members have on this topology's links (the host's: its ends)."""
         wanted = set(names)
-        return [end.ip for link in self.topology.links for end in link.ends
-                if end.node in wanted and end.ip]
+        return [address for link in self.topology.links for end in link.ends
+                if end.node in wanted for address in (end.ip, end.ip6) if address]
 
     # -- the end -----------------------------------------------------------------------
 

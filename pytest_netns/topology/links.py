@@ -55,6 +55,7 @@ class End:
     node: str
     ifname: str
     ip: str | None  # None for a switch's port, which carries no address
+    ip6: str | None = None
 
 
 @dataclass(frozen=True)
@@ -72,9 +73,11 @@ class Link(ABC):
 
     kind: ClassVar[str]
 
-    def __init__(self, segment: str, prefixlen: int, ends: tuple[End, ...]) -> None:
+    def __init__(self, segment: str, prefixlen: int, ends: tuple[End, ...],
+                 prefixlen6: int | None = None) -> None:
         self.segment = segment
         self.prefixlen = prefixlen
+        self.prefixlen6 = prefixlen6
         self.ends = ends
         self.topology: Topology | None = None  # set when the topology adopts it
 
@@ -206,14 +209,21 @@ class Link(ABC):
     def _record(self, topo: Topology, node: Node, end: End) -> None:
         """Note an interface once it exists: teardown handles what is noted, and must
         never touch a same-named interface an attached container already had."""
-        node.interfaces.append(Interface(end.ifname, end.ip, self.prefixlen, self.segment,
-                                         self.kind, topo.network_id(self.segment)))
+        node.interfaces.append(self._interface(topo, end, self.kind))
+
+    def _interface(self, topo: Topology, end: End, kind: str) -> Interface:
+        return Interface(end.ifname, end.ip, self.prefixlen, self.segment, kind,
+                         topo.network_id(self.segment), end.ip6,
+                         self.prefixlen6 if end.ip6 else None)
 
     def _recorded(self, node: Node, end: End) -> bool:
         return any(i.ifname == end.ifname and i.segment == self.segment for i in node.interfaces)
 
     def _addresses(self, end: End) -> list[tuple[str, int]]:
-        return [(end.ip, self.prefixlen)] if end.ip else []
+        found = [(end.ip, self.prefixlen)] if end.ip else []
+        if end.ip6 and self.prefixlen6 is not None:
+            found.append((end.ip6, self.prefixlen6))
+        return found
 
     @staticmethod
     def _tag(topo: Topology, node: Node) -> str | None:
@@ -253,8 +263,8 @@ class SwitchPort(Link):
     kind = "veth"
 
     def __init__(self, segment: str, prefixlen: int, member: End, port: End,
-                 bridge: int) -> None:
-        super().__init__(segment, prefixlen, (member, port))
+                 bridge: int, prefixlen6: int | None = None) -> None:
+        super().__init__(segment, prefixlen, (member, port), prefixlen6)
         self.bridge = bridge
 
     def create(self, topo: Topology) -> None:
@@ -281,13 +291,23 @@ class HostLink(Link):
         node = topo.nodes[end.node]
         host().netlink.add_veth(host_end.ifname, end.ifname, node.netns_fd(),
                                 alias=topo.session.alias)
-        topo.add_host_interface(Interface(host_end.ifname, host_end.ip, self.prefixlen,
-                                          self.segment, self.kind,
-                                          topo.network_id(self.segment)))
+        topo.add_host_interface(self._interface(topo, host_end, self.kind))
         self._record(topo, node, end)
-        host().netlink.configure(host_end.ifname, self._addresses(host_end))
+        host().netlink.configure(host_end.ifname, self._addresses(host_end),
+                                 sysctls=self._host_sysctls(host_end))
         node.netlink.configure(end.ifname, self._addresses(end), self._tag(topo, node))
         host().netlink.activate(host_end.ifname)  # its carrier came on with the node's end
+
+    @staticmethod
+    def _host_sysctls(host_end: End) -> dict[str, str]:
+        """With IPv6, for our own interface only, before its carrier comes on: it takes
+        no router advertisements, skips DAD (see construct.IPV6_ON), and has IPv6 even
+        where the host's default is to disable it."""
+        if not host_end.ip6:
+            return {}
+        conf = f"net/ipv6/conf/{host_end.ifname}"
+        return {f"{conf}/accept_ra": "0", f"{conf}/accept_dad": "0",
+                f"{conf}/keep_addr_on_down": "0", f"{conf}/disable_ipv6": "0"}
 
     def teardown(self, topo: Topology, janitor: Janitor) -> None:
         """Free the host end's name and route now; the janitor deletes it later.
@@ -300,10 +320,22 @@ class HostLink(Link):
         host_end = self.ends[1]
         if not self._recorded(host(), host_end):
             return
-        index = host().netlink.retire(host_end.ifname, topo.session.ifname("x"),
-                                      self._addresses(host_end))
+        addresses = self._addresses(host_end)
+        if not _host_keeps_ipv6_on_down():  # setting it down removes its IPv6 addresses
+            addresses = [a for a in addresses if ":" not in a[0]]
+        index = host().netlink.retire(host_end.ifname, topo.session.ifname("x"), addresses)
         if index is not None:
             janitor.delete_host_link(index)
+
+
+@functools.cache
+def _host_keeps_ipv6_on_down() -> bool:
+    """Whether the host keeps IPv6 addresses on links set down (keep_addr_on_down in
+    "all" wins over ours, which we set to 0)."""
+    try:
+        return host().netlink.sysctl("net.ipv6.conf.all.keep_addr_on_down") not in ("0", "-1")
+    except OSError:  # no IPv6 in this kernel
+        return False
 
 
 class NatUplink(HostLink):
@@ -315,8 +347,8 @@ class NatUplink(HostLink):
     """
 
     def __init__(self, segment: str, prefixlen: int, ends: tuple[End, ...], subnet: str,
-                 real_uplink: bool) -> None:
-        super().__init__(segment, prefixlen, ends)
+                 real_uplink: bool, prefixlen6: int | None = None) -> None:
+        super().__init__(segment, prefixlen, ends, prefixlen6)
         self.subnet = subnet
         self.real_uplink = real_uplink
         self.uplink: UplinkChanges | None = None
@@ -326,7 +358,8 @@ class NatUplink(HostLink):
         super().create(topo)
         end, host_end = self.ends
         router = topo.nodes[end.node]
-        self.nat_tool = enable_masquerade(router.run_tool, topo.session.nft_table, end.ifname)
+        self.nat_tool = enable_masquerade(router.run_tool, topo.session.nft_table, end.ifname,
+                                          ipv6=end.ip6 is not None)
         if self.real_uplink:
             from ..kernel import uplink
 
@@ -355,8 +388,9 @@ class GuestNic(Link):
     kind = "stub"
     CANDIDATES = ("dummy", "ifb", "veth")
 
-    def __init__(self, segment: str, prefixlen: int, end: End, wanted: str | None) -> None:
-        super().__init__(segment, prefixlen, (end,))
+    def __init__(self, segment: str, prefixlen: int, end: End, wanted: str | None,
+                 prefixlen6: int | None = None) -> None:
+        super().__init__(segment, prefixlen, (end,), prefixlen6)
         self.wanted = wanted
         self.chosen = ""
 
@@ -364,8 +398,7 @@ class GuestNic(Link):
         (end,) = self.ends
         node = topo.nodes[end.node]
         self.chosen = self._create(topo, node, end.ifname)
-        node.interfaces.append(Interface(end.ifname, end.ip, self.prefixlen, self.segment,
-                                         self.chosen, topo.network_id(self.segment)))
+        node.interfaces.append(self._interface(topo, end, self.chosen))
         node.netlink.configure(end.ifname, self._addresses(end), self._tag(topo, node))
 
     def _create(self, topo: Topology, node: Node, ifname: str) -> str:

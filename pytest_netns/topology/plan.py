@@ -10,18 +10,30 @@ undoes if the build never happens.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import InterfaceNameError, InvalidAddressError, InvalidTopologyError
 from ..nodes.host import host
-from .addresses import check_clear_of_host, check_segment_subnet, host_networks, parse_subnet
+from .addresses import (
+    check_clear_of_host,
+    check_segment_subnet,
+    check_segment_subnet6,
+    host_networks,
+    parse_subnet,
+    parse_subnet6,
+    require_ipv6,
+    usable_hosts6,
+)
+from .names import check_names
 from .spec import (
     HOST,
-    EndpointSpec,
+    AnyNetwork,
     Expectation,
     ImpairmentSpec,
     Network,
+    Network6,
     NodeSpec,
     Role,
     RouteSpec,
@@ -38,6 +50,7 @@ class PlannedEnd:
     node: str
     ifname: str | None
     ip: str
+    ip6: str | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +64,7 @@ class PlannedSegment:
     stub_kind: str | None = None
     nat_router: str | None = None
     real_uplink: bool = False
+    subnet6: Network6 | None = None
 
 
 @dataclass(frozen=True)
@@ -62,8 +76,9 @@ class Plan:
     segments: tuple[PlannedSegment, ...]
     routes: tuple[RouteSpec, ...] = ()
     expectations: tuple[Expectation, ...] = ()
-    reserved: tuple[Network, ...] = ()
+    reserved: tuple[AnyNetwork, ...] = ()
     explicit_ifnames: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    ipv6: bool = False
     impairments: tuple[ImpairmentSpec, ...] = ()
 
     def role(self, name: str) -> Role:
@@ -81,10 +96,15 @@ def make_plan(
     segments: Sequence[SegmentSpec],
     routes: Sequence[RouteSpec] = (),
     expectations: Sequence[Expectation] = (),
+    ipv6: bool = False,
     impairments: Sequence[ImpairmentSpec] = (),
 ) -> Plan:
-    """Check everything, reserve subnets, and assign every address."""
-    explicit_ifnames = check_description(segments)
+    """Check everything, reserve subnets, and assign every address.
+
+    With `ipv6`, every segment also gets an IPv6 subnet: the one given, or
+    a /64 reserved like the IPv4 subnets (in the same locked transaction).
+    """
+    explicit_ifnames = check_description(segments, nodes, ipv6)
     taken = host().netlink.existing(set(explicit_ifnames.get(HOST, ())))
     if taken:
         raise InterfaceNameError(
@@ -92,30 +112,50 @@ def make_plan(
             "pick another host-side name, or leave it out and pytest-netns will choose "
             "a free one"
         )
-    explicit_host = [s.subnet for s in segments if s.subnet is not None and s.touches_host]
-    if explicit_host:
-        host_nets = host_networks()
-        for net in explicit_host:
-            check_clear_of_host(net, host_nets)
+    explicit_host: list[AnyNetwork] = [s.subnet for s in segments
+                                       if s.subnet is not None and s.touches_host]
+    explicit6 = [s.subnet6 for s in segments if s.subnet6 is not None] if ipv6 else []
+    host_nets = host_networks(ipv6)  # read once: checks and allocation both use it
+    # every explicit IPv6 subnet, not only those that reach the host: the host
+    # routes all of IPv6 somewhere (its default route), and a topology /64 equal
+    # to one of its own would be one nobody can tell apart from the host's
+    for net in [*explicit_host, *explicit6]:
+        check_clear_of_host(net, host_nets)
     auto = [s for s in segments if s.subnet is None]
+    auto6 = [s for s in segments if s.subnet6 is None] if ipv6 else []
+    explicit_host += [s.subnet6 for s in segments if s.subnet6 is not None and s.touches_host]
     chosen = reserve(
         [prefixlen_for(len(s.endpoints)) for s in auto],
         owner=owner,
         explicit=explicit_host,
-        avoid=[s.subnet for s in segments if s.subnet is not None and not s.touches_host],
+        avoid=[n for s in segments if not s.touches_host
+               for n in (s.subnet, s.subnet6) if n is not None],
+        prefixlens6=[64] * len(auto6),
+        host=host_nets,
     )
     reserved = (*chosen, *explicit_host)
     try:
-        planned = assign(segments, nodes, dict(zip((s.name for s in auto), chosen, strict=True)))
+        chosen4 = [n for n in chosen if isinstance(n, ipaddress.IPv4Network)]
+        chosen6 = [n for n in chosen if isinstance(n, ipaddress.IPv6Network)]
+        planned = assign(segments, nodes,
+                         dict(zip((s.name for s in auto), chosen4, strict=True)),
+                         dict(zip((s.name for s in auto6), chosen6, strict=True)))
     except BaseException:
         release(reserved)
         raise
     return Plan(label, tuple(nodes.values()), planned, tuple(routes), tuple(expectations),
-                reserved, explicit_ifnames, tuple(impairments))
+                reserved, explicit_ifnames, ipv6, tuple(impairments))
 
 
-def check_description(segments: Sequence[SegmentSpec]) -> dict[str, frozenset[str]]:
+def check_description(segments: Sequence[SegmentSpec], nodes: Mapping[str, NodeSpec] | None = None,
+                      ipv6: bool = False) -> dict[str, frozenset[str]]:
     """Everything that can be checked without the kernel; return the explicit ifnames."""
+    if ipv6:
+        require_ipv6()
+    else:
+        _check_no_ipv6(segments)
+    if nodes is not None:
+        check_names(nodes)
     explicit_ifnames = _check_ifnames(segments)
     for seg in segments:
         if not seg.endpoints:
@@ -123,15 +163,44 @@ def check_description(segments: Sequence[SegmentSpec]) -> dict[str, frozenset[st
         if seg.kind != SegmentKind.STUB and seg.subnet is not None:
             check_segment_subnet(seg.subnet, seg.touches_host)
             parse_subnet(seg.subnet, hosts_needed=len(seg.endpoints))
+        if seg.subnet6 is not None:
+            check_segment_subnet6(seg.subnet6, seg.touches_host)
+            parse_subnet6(seg.subnet6, hosts_needed=len(seg.endpoints))
     _check_disjoint(segments)
     return explicit_ifnames
 
 
+def _check_no_ipv6(segments: Sequence[SegmentSpec]) -> None:
+    """IPv6 addresses or subnets on a topology made without ipv6=True: say how to ask."""
+    for seg in segments:
+        given = [f"subnet6={seg.subnet6}"] if seg.subnet6 is not None else []
+        given += [f"ip6={e.ip6} for {e.node!r}" for e in seg.endpoints if e.ip6 is not None]
+        if given:
+            raise InvalidTopologyError(
+                f"{given[0]} (on {seg.name}) is an IPv6 setting, but this topology was made "
+                "without IPv6: pass ipv6=True (to make_topology, the factory or the builder)"
+            )
+
+
 def assign(segments: Sequence[SegmentSpec], nodes: Mapping[str, NodeSpec],
-           subnets: Mapping[str, Network]) -> tuple[PlannedSegment, ...]:
-    """Every end's address; `subnets` holds those chosen for segments that had none."""
-    return tuple(_address(seg, seg.subnet if seg.subnet is not None else subnets[seg.name], nodes)
-                 for seg in segments)
+           subnets: Mapping[str, Network],
+           subnets6: Mapping[str, Network6] | None = None) -> tuple[PlannedSegment, ...]:
+    """Every end's address; `subnets` (and `subnets6`, with IPv6) hold those chosen for
+    segments that had none."""
+    out = []
+    for seg in segments:
+        planned = _address(seg, seg.subnet if seg.subnet is not None else subnets[seg.name],
+                           nodes)
+        net6 = seg.subnet6 if seg.subnet6 is not None else (subnets6 or {}).get(seg.name)
+        if net6 is not None:
+            ips6 = _address6(seg, net6, nodes)
+            planned = PlannedSegment(
+                planned.name, planned.kind, planned.subnet,
+                tuple(PlannedEnd(e.node, e.ifname, e.ip, ip6)
+                      for e, ip6 in zip(planned.ends, ips6, strict=True)),
+                planned.stub_kind, planned.nat_router, planned.real_uplink, net6)
+        out.append(planned)
+    return tuple(out)
 
 
 def _check_ifnames(segments: Sequence[SegmentSpec]) -> dict[str, frozenset[str]]:
@@ -154,19 +223,63 @@ def _check_ifnames(segments: Sequence[SegmentSpec]) -> dict[str, frozenset[str]]
 def _check_disjoint(segments: Sequence[SegmentSpec]) -> None:
     """Explicit subnets that meet in one node (or the host) must not overlap:
     that node could not tell which interface an address is behind."""
-    seen: dict[str, list[tuple[Network, str]]] = {}
+    seen: dict[str, list[tuple[AnyNetwork, str]]] = {}
     for seg in segments:
-        if seg.subnet is None:
+        for net in (seg.subnet, seg.subnet6):
+            if net is None:
+                continue
+            for member in dict.fromkeys(e.node for e in seg.endpoints):
+                for other, other_seg in seen.get(member, []):
+                    if net.overlaps(other):
+                        raise InvalidAddressError(
+                            f"subnets {other} ({other_seg}) and {net} ({seg.name}) "
+                            f"overlap, and both reach {member!r}, which could not tell them "
+                            "apart: pick disjoint subnets, or leave one out"
+                        )
+                seen.setdefault(member, []).append((net, seg.name))
+
+
+def _gateway_first(seg: SegmentSpec, nodes: Mapping[str, NodeSpec]) -> list[int]:
+    """End indexes in the order addresses are handed out: routers and the host first,
+    so they take the gateway-style first address (.1, ::1)."""
+    def rank(i: int) -> int:
+        node = seg.endpoints[i].node
+        return 0 if node == HOST or nodes[node].role == Role.ROUTER else 1
+
+    return sorted(range(len(seg.endpoints)), key=rank)
+
+
+def _address6(seg: SegmentSpec, net: Network6,
+              nodes: Mapping[str, NodeSpec]) -> list[str]:
+    """Every end's IPv6 address in `net`, in end order; explicit ones are checked first."""
+    taken: set[ipaddress.IPv6Address] = set()
+    for e in seg.endpoints:
+        if e.ip6 is None:
             continue
-        for member in dict.fromkeys(e.node for e in seg.endpoints):
-            for other, other_seg in seen.get(member, []):
-                if seg.subnet.overlaps(other):
-                    raise InvalidAddressError(
-                        f"subnets {other} ({other_seg}) and {seg.subnet} ({seg.name}) "
-                        f"overlap, and both reach {member!r}, which could not tell them "
-                        "apart: pick disjoint subnets, or leave one out"
-                    )
-            seen.setdefault(member, []).append((seg.subnet, seg.name))
+        if e.ip6 not in net or (e.ip6 == net.network_address and usable_hosts6(net)
+                                < net.num_addresses):
+            first = net.network_address + 1
+            raise InvalidAddressError(
+                f"IPv6 address {e.ip6} of {e.node!r} is not a host address of {seg.name}'s "
+                f"subnet {net}: pick one from {first} on"
+            )
+        if e.ip6 in taken:
+            raise InvalidAddressError(f"IPv6 address {e.ip6} is given twice on {seg.name} "
+                                      f"({net})")
+        taken.add(e.ip6)
+    free = (h for h in net.hosts() if h not in taken)
+    ips: dict[int, str] = {}
+    for i in _gateway_first(seg, nodes):
+        e = seg.endpoints[i]
+        if e.ip6 is not None:
+            ips[i] = str(e.ip6)
+            continue
+        chosen = next(free, None)
+        if chosen is None:
+            raise InvalidAddressError(f"IPv6 subnet {net} of {seg.name} has no free address "
+                                      "left")
+        ips[i] = str(chosen)
+    return [ips[i] for i in range(len(seg.endpoints))]
 
 
 def _address(seg: SegmentSpec, net: Network, nodes: Mapping[str, NodeSpec]) -> PlannedSegment:
@@ -186,13 +299,9 @@ def _address(seg: SegmentSpec, net: Network, nodes: Mapping[str, NodeSpec]) -> P
             raise InvalidAddressError(f"address {e.ip} is given twice on {seg.name} ({net})")
         taken.add(e.ip)
 
-    def gateway_first(e: EndpointSpec) -> int:
-        # routers and the host take the first free addresses (gateway-style .1)
-        return 0 if e.node == HOST or nodes[e.node].role == Role.ROUTER else 1
-
     free = (h for h in net.hosts() if h not in taken)
     ips: dict[int, str] = {}
-    for i in sorted(range(len(seg.endpoints)), key=lambda i: gateway_first(seg.endpoints[i])):
+    for i in _gateway_first(seg, nodes):
         e = seg.endpoints[i]
         if e.ip is not None:
             ips[i] = str(e.ip)

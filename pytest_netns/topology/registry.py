@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from .topology import Topology
 
 # what every topology in this process built, for the terminal summary
-STATS = {"topologies": 0, "build_seconds": 0.0, "teardown_seconds": 0.0}
+STATS = {"topologies": 0, "build_seconds": 0.0, "teardown_seconds": 0.0,
+         "shared": 0, "shared_tests": 0}
 _LIVE: list[Topology] = []
 _LOCK = threading.Lock()
 
@@ -31,6 +32,9 @@ def closed(topo: Topology) -> None:
         STATS["topologies"] += 1
         STATS["build_seconds"] += topo.build_seconds
         STATS["teardown_seconds"] += topo.teardown_seconds
+        if topo.scoped:  # built by netns_factory, for every test that ran while it was up
+            STATS["shared"] += 1
+            STATS["shared_tests"] += topo.tests_seen
         if topo in _LIVE:
             _LIVE.remove(topo)
 

@@ -6,10 +6,11 @@ addresses the kernel now holds, for tests, reports and diagrams to read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from .spec import HOST, Network, SegmentKind
+from .spec import HOST, Network, Network6, SegmentKind
 
 
 class Member(NamedTuple):
@@ -29,6 +30,8 @@ class Segment:
     subnet: Network
     members: tuple[Member, ...]
     detail: str = ""  # the link kind of a stub, the bridge of a switch
+    subnet6: Network6 | None = None  # on an IPv6 topology
+    ip6s: Mapping[str, str] = field(default_factory=dict)  # node -> its IPv6 address here
 
     def member(self, node: str) -> Member:
         for member in self.members:
@@ -39,6 +42,11 @@ class Segment:
     def ip_of(self, node: str) -> str:
         """`node`'s address on this segment (`"host"` for the host's end)."""
         return self.member(node).ip
+
+    def ip6_of(self, node: str) -> str | None:
+        """`node`'s IPv6 address on this segment (None on a topology without IPv6)."""
+        self.member(node)  # KeyError for a node that is not on it
+        return self.ip6s.get(node)
 
     def ifname_of(self, node: str) -> str:
         return self.member(node).ifname

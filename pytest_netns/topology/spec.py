@@ -14,6 +14,8 @@ from enum import Enum
 from typing import Any
 
 Network = ipaddress.IPv4Network
+Network6 = ipaddress.IPv6Network
+AnyNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: the root namespace, as an end of a link ("host" in the API)
 HOST = "host"
@@ -58,6 +60,7 @@ class NodeSpec:
     command: list[str] | str | None = None
     attach: Any = None  # a docker SDK Container to attach instead of starting one
     run_kwargs: dict[str, Any] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()  # more names the other nodes resolve to it
 
 
 @dataclass
@@ -67,6 +70,7 @@ class EndpointSpec:
     node: str
     ifname: str | None
     ip: ipaddress.IPv4Address | None
+    ip6: ipaddress.IPv6Address | None = None
 
 
 @dataclass
@@ -80,6 +84,7 @@ class SegmentSpec:
     stub_kind: str | None = None
     nat_router: str | None = None
     real_uplink: bool = False
+    subnet6: Network6 | None = None
 
     @property
     def touches_host(self) -> bool:
@@ -88,7 +93,7 @@ class SegmentSpec:
 
 @dataclass(frozen=True)
 class RouteSpec:
-    """An extra static route in a node: `dst` (a CIDR) via `via`."""
+    """An extra static route in a node: `dst` (a CIDR, IPv4 or IPv6) via `via`."""
 
     node: str
     dst: str

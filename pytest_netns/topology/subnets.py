@@ -4,7 +4,8 @@ Subnets are reserved in a file shared by every pytest-netns process on the
 host (xdist workers included) under an exclusive lock, and each reservation
 is checked against the host's routes at allocation time, so two topologies
 never collide with each other or with the host's own networks. A
-reservation of a process that is gone is free again.
+reservation of a process that is gone is free again. IPv4 subnets and IPv6
+/64s are reserved in the same file, in the same locked transaction.
 """
 
 from __future__ import annotations
@@ -19,12 +20,18 @@ from contextlib import contextmanager
 from ..errors import SubnetExhaustedError, SubnetOverlapError
 from ..ownership import STATE_DIR, process_alive
 from .addresses import host_networks
-from .spec import Network
+from .spec import AnyNetwork, Network, Network6
 
 RESERVATIONS = os.path.join(STATE_DIR, "subnets.json")
 # Pool for automatic subnets: 10.64.0.0/10 is far from Docker's defaults
 # (172.17-31/16, 192.168/16) and from typical VPN and cloud ranges.
 DEFAULT_POOL = ipaddress.IPv4Network("10.64.0.0/10")
+# Pool for automatic IPv6 subnets (/64s): a unique-local /48 (RFC 4193, inside
+# fd00::/8) whose "global ID" spells "netns" in ASCII. Taking /64s from the start
+# of fd00::/8 would meet the ones people configure by hand (this project's own CI
+# host has fd00::/64 on eth0); a /48 of its own keeps clear of those, and of every
+# host route all the same, since candidates are checked against them.
+DEFAULT_POOL6 = ipaddress.IPv6Network("fd6e:6574:6e73::/48")
 
 
 @contextmanager
@@ -55,15 +62,15 @@ def _locked_reservations(
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _ipv4(key: str) -> Network | None:
-    """A reservation key as an IPv4 subnet; None for any other entry.
+def _subnet(key: str) -> AnyNetwork | None:
+    """A reservation key as an IPv4 or IPv6 subnet; None for any other entry.
 
     Other pytest-netns processes on the host share this file and may be of
     another version, with entries this one does not know: they are kept,
-    and never mistaken for IPv4 space.
+    and never mistaken for address space.
     """
     try:
-        return ipaddress.IPv4Network(key)
+        return ipaddress.ip_network(key)
     except ValueError:
         return None
 
@@ -79,22 +86,28 @@ def release_dead() -> list[str]:
 def reserve(
     prefixlens: Sequence[int],
     owner: str,
-    explicit: Iterable[Network] = (),
+    explicit: Iterable[AnyNetwork] = (),
     pool: Network = DEFAULT_POOL,
-    avoid: Iterable[Network] = (),
-) -> list[Network]:
-    """Reserve one free subnet per prefix length in `prefixlens` (plus the `explicit` ones).
+    avoid: Iterable[AnyNetwork] = (),
+    prefixlens6: Sequence[int] = (),
+    pool6: Network6 = DEFAULT_POOL6,
+    host: Sequence[AnyNetwork] | None = None,
+) -> list[AnyNetwork]:
+    """Reserve one free subnet per prefix length in `prefixlens` (IPv4, from `pool`) and
+    in `prefixlens6` (IPv6, from `pool6`), plus the `explicit` ones.
 
     An explicit subnet that another live topology holds raises
     SubnetOverlapError; the automatic ones skip every reserved subnet, every
     host route, and `avoid` (the topology's own explicit subnets that need
     no reservation because they never reach the host). They come back in
-    the order asked for.
+    the order asked for, the IPv4 ones first. `host` is the host's prefixes,
+    when the caller has just read them.
     """
     explicit = list(explicit)
-    host = host_networks()
+    if host is None:
+        host = host_networks(bool(prefixlens6) or any(net.version == 6 for net in explicit))
     with _locked_reservations() as table:
-        taken = [net for net in map(_ipv4, table) if net is not None]
+        taken = [net for net in map(_subnet, table) if net is not None]
         for net in explicit:
             for other in taken:
                 if net.overlaps(other):
@@ -102,21 +115,31 @@ def reserve(
                         f"subnet {net} overlaps {other}, which another live topology "
                         f"({table[str(other)].get('owner')}) holds: pick another subnet"
                     )
-        chosen: list[Network] = []
-        blocked = taken + host + explicit + list(avoid)
-        for prefixlen in prefixlens:
-            found = next((cand for cand in pool.subnets(new_prefix=prefixlen)
-                          if not any(cand.overlaps(b) for b in blocked)), None)
-            if found is None:
-                raise SubnetExhaustedError(
-                    f"no free /{prefixlen} subnet left in {pool} ({len(taken)} reserved): "
-                    "close topologies you no longer need, or run `pytest-netns cleanup`"
-                )
-            chosen.append(found)
-            blocked.append(found)
+        blocked = [*taken, *host, *explicit, *avoid]
+        chosen = [*_allocate(pool, prefixlens, blocked, len(taken)),
+                  *_allocate(pool6, prefixlens6, blocked, len(taken))]
         for net in chosen + explicit:
             table[str(net)] = {"pid": os.getpid(), "owner": owner}
         return chosen
+
+
+def _allocate(pool: AnyNetwork, prefixlens: Sequence[int], blocked: list[AnyNetwork],
+              reserved: int) -> list[AnyNetwork]:
+    """First fit in `pool` for each prefix length; each choice is blocked for the next."""
+    relevant = [b for b in blocked if b.version == pool.version and b.overlaps(pool)]
+    chosen: list[AnyNetwork] = []
+    for prefixlen in prefixlens:
+        found = next((cand for cand in pool.subnets(new_prefix=prefixlen)
+                      if not any(cand.overlaps(b) for b in relevant)), None)
+        if found is None:
+            raise SubnetExhaustedError(
+                f"no free /{prefixlen} subnet left in {pool} ({reserved} reserved): "
+                "close topologies you no longer need, or run `pytest-netns cleanup`"
+            )
+        chosen.append(found)
+        relevant.append(found)
+        blocked.append(found)
+    return chosen
 
 
 def prefixlen_for(hosts: int, longest: int = 24) -> int:
@@ -127,7 +150,7 @@ def prefixlen_for(hosts: int, longest: int = 24) -> int:
     return prefixlen
 
 
-def live_reservations() -> dict[Network, str]:
+def live_reservations() -> dict[AnyNetwork, str]:
     """Subnets that live pytest-netns processes hold, with their owners (read-only)."""
     try:
         with open(RESERVATIONS) as f:  # replaced atomically, so no lock is needed to read
@@ -135,20 +158,21 @@ def live_reservations() -> dict[Network, str]:
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
     return {net: str(v.get("owner")) for k, v in table.items()
-            if (net := _ipv4(k)) is not None
+            if (net := _subnet(k)) is not None
             if process_alive(int(str(v.get("pid", 0))))}
 
 
-def free_subnet_count(prefixlen: int = 24, pool: Network = DEFAULT_POOL) -> tuple[int, int]:
+def free_subnet_count(prefixlen: int = 24, pool: AnyNetwork = DEFAULT_POOL) -> tuple[int, int]:
     """(free, total): how many /prefixlen subnets of the pool an allocation could take now."""
-    blocked = [n for n in [*host_networks(), *live_reservations()] if n.overlaps(pool)]
+    blocked = [n for n in [*host_networks(pool.version == 6), *live_reservations()]
+               if n.version == pool.version and n.overlaps(pool)]
     total = 2 ** (prefixlen - pool.prefixlen)
     free = sum(1 for cand in pool.subnets(new_prefix=prefixlen)
                if not any(cand.overlaps(b) for b in blocked))
     return free, total
 
 
-def release(nets: Iterable[Network]) -> None:
+def release(nets: Iterable[AnyNetwork]) -> None:
     """Give reserved subnets back to the pool."""
     keys = [str(n) for n in nets]
     if not keys:

@@ -22,10 +22,10 @@ from ..kernel.janitor import janitor
 from ..nodes.base import Interface, Node
 from ..nodes.host import host
 from ..ownership import Session
-from . import registry
+from . import names, registry
 from .links import Link
 from .segments import Segment
-from .spec import Network, Role
+from .spec import AnyNetwork, Role
 from .subnets import release
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ class Topology:
     A context manager: `with builder.build() as net: ...` closes it on exit.
     """
 
-    def __init__(self, label: str, session: Session, reserved: Sequence[Network]) -> None:
+    def __init__(self, label: str, session: Session, reserved: Sequence[AnyNetwork]) -> None:
         self.label = label
         self.session = session
         self.uid = f"{session.id}.{session.next_number()}"
@@ -49,6 +49,14 @@ class Topology:
         self.segments: dict[str, Segment] = {}
         self.links: list[Link] = []
         self.host_interfaces: list[Interface] = []
+        #: node name -> its extra names (`aliases=`)
+        self.aliases: dict[str, tuple[str, ...]] = {}
+        #: nodes whose hosts file carries this topology's names
+        self.named: list[Node] = []
+        #: a topology shared by several tests (`netns_factory`), not one test's own
+        self.scoped = False
+        #: how many tests ran while it was up (shared topologies)
+        self.tests_seen = 0
         self.build_seconds = 0.0
         self.teardown_seconds = 0.0
         #: kept alive for debugging (--netns-keep): never closed by this process
@@ -60,6 +68,7 @@ class Topology:
         self._close_hooks: list[Callable[[], object]] = []
         #: faults (impairments, cuts, partitions), made on the first one
         self.fault_state: TopologyFaults | None = None
+        self._teardown_hooks: list[Callable[[], object]] = []
         registry.register(self)
 
     # -- building -----------------------------------------------------------------
@@ -78,6 +87,11 @@ class Topology:
         self.host_interfaces.append(iface)
         host().add_interfaces([iface])
 
+    def on_teardown(self, hook: Callable[[], object]) -> None:
+        """Run `hook` at teardown, after the links, before the nodes are let go of
+        (what was changed in attached nodes is put back)."""
+        self._teardown_hooks.append(hook)
+
     def network_id(self, segment: str) -> str:
         """An id for one of our segments that no other topology's segment has."""
         return f"{self.uid}/{segment}"
@@ -95,6 +109,36 @@ class Topology:
     def members(self) -> list[str]:
         """Names of the user-visible nodes (not switches or parked stub peers)."""
         return [n for n, r in self.roles.items() if r.visible]
+
+    def aliases_of(self, name: str) -> tuple[str, ...]:
+        return self.aliases.get(name, ())
+
+    def node_named(self, name: str) -> Node:
+        """The visible node called `name`, or with `name` among its aliases (any case)."""
+        wanted = name.lower() if isinstance(name, str) else name
+        for member in self.members():
+            if wanted in (member.lower(), *(a.lower() for a in self.aliases_of(member))):
+                return self.nodes[member]
+        known = [f"{m} ({', '.join(self.aliases_of(m))})" if self.aliases_of(m) else m
+                 for m in self.members()]
+        raise InvalidTopologyError(
+            f"no node named {name!r} in {self.label}: its nodes are {', '.join(known)}"
+        )
+
+    def resolve(self, name: str, family: int = 4) -> str:
+        """The address the test process should use for the node called `name` (or with
+        that alias): its end of a link to the host if it has one, else its first
+        address. `family=6` for its IPv6 address."""
+        if family not in (4, 6):
+            raise InvalidTopologyError(f"invalid family {family!r}: expected 4 or 6")
+        node = self.node_named(name)
+        address = node.address_for(host(), family)
+        if address is None:
+            raise InvalidTopologyError(
+                f"node {node.name!r} of {self.label} has no IPv{family} address"
+                + (": build the topology with ipv6=True" if family == 6 else "")
+            )
+        return address
 
     def link(self, x: Node | str, y: Node | str) -> Link:
         """The link between two adjacent things: two nodes, a node and a switch, or
@@ -151,10 +195,19 @@ class Topology:
         """Run `hook` first thing in `close()` (captures must let go of the namespaces)."""
         self._close_hooks.append(hook)
 
+    def forget_close_hook(self, hook: Callable[[], object]) -> None:
+        """No longer run `hook` at close (a capture of a shared topology that stopped)."""
+        if hook in self._close_hooks:
+            self._close_hooks.remove(hook)
+
     def close(self) -> None:
-        """Remove everything this topology created. Safe to call twice."""
+        """Remove everything this topology created. Safe to call twice.
+
+        A topology kept for debugging (--netns-keep) stays up: this process
+        never closes it; `pytest-netns cleanup` removes it later.
+        """
         with self._lock:
-            if self._closed:
+            if self._closed or self.kept:
                 return
             self._closed = True
         for node in self._order:
@@ -177,9 +230,21 @@ class Topology:
                 self.fault_state.close()
             except BaseException as exc:
                 errors.append(exc)
+        for node in self.named:
+            # an attached container keeps what it had, not our names (if it is still there)
+            if not node.owned and node.running:
+                try:
+                    node.update_names(names.edit_removing(self))
+                except BaseException as exc:
+                    errors.append(exc)
         for link in reversed(self.links):
             try:
                 link.teardown(self, work)
+            except BaseException as exc:
+                errors.append(exc)
+        for hook in reversed(self._teardown_hooks):
+            try:
+                hook()
             except BaseException as exc:
                 errors.append(exc)
         host().remove_interfaces(self.host_interfaces)
