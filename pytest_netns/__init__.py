@@ -19,6 +19,18 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
     from .errors import (
+        BackgroundOutputWarning as BackgroundOutputWarning,
+    )
+    from .errors import (
+        CommandFailedError as CommandFailedError,
+    )
+    from .errors import (
+        CommandNotFoundError as CommandNotFoundError,
+    )
+    from .errors import (
+        CommandStartError as CommandStartError,
+    )
+    from .errors import (
         ContainerError as ContainerError,
     )
     from .errors import (
@@ -26,6 +38,9 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
     )
     from .errors import (
         EgressError as EgressError,
+    )
+    from .errors import (
+        ExecTimeoutError as ExecTimeoutError,
     )
     from .errors import (
         HostnameError as HostnameError,
@@ -44,6 +59,9 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
     )
     from .errors import (
         InvalidArgumentError as InvalidArgumentError,
+    )
+    from .errors import (
+        InvalidCommandError as InvalidCommandError,
     )
     from .errors import (
         InvalidImpairmentError as InvalidImpairmentError,
@@ -98,6 +116,7 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
     )
     from .nodes.container import ContainerNode as ContainerNode
     from .nodes.namespace import NamespaceNode as NamespaceNode
+    from .nodes.process import ExecResult as ExecResult
     from .nodes.process import Process as Process
     from .probes.api import (
         assert_reachable as assert_reachable,
@@ -170,9 +189,11 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
 # public name -> the module that defines it
 _WHERE = {
     **dict.fromkeys(
-        ["ContainerError", "DockerUnavailableError", "EgressError", "HostnameError",
-         "ImageError", "ImpairmentError", "IPv6UnavailableError", "InterfaceNameError",
-         "InvalidAddressError", "InvalidArgumentError", "InvalidImpairmentError",
+        ["BackgroundOutputWarning", "CommandFailedError", "CommandNotFoundError",
+         "CommandStartError", "ContainerError", "DockerUnavailableError", "EgressError",
+         "ExecTimeoutError", "HostnameError", "ImageError", "ImpairmentError",
+         "IPv6UnavailableError", "InterfaceNameError", "InvalidAddressError",
+         "InvalidArgumentError", "InvalidCommandError", "InvalidImpairmentError",
          "InvalidProbeError", "InvalidTopologyError", "MissingToolError", "NetnsError",
          "NodeClosedError", "NotPermittedError", "SubnetExhaustedError", "SubnetOverlapError",
          "SubnetTooSmallError", "TopologyBuildError", "UnsupportedImpairmentError",
@@ -182,6 +203,7 @@ _WHERE = {
     "Node": "nodes.base",
     "ContainerNode": "nodes.container",
     "NamespaceNode": "nodes.namespace",
+    "ExecResult": "nodes.process",
     "Process": "nodes.process",
     **dict.fromkeys(["assert_reachable", "assert_unreachable", "ping", "ping_stats", "probe",
                      "probe_tcp", "probe_udp", "wait_for_tcp"], "probes.api"),

@@ -20,7 +20,8 @@ import threading
 STATE_DIR = "/run/pytest-netns"
 SESSIONS_DIR = os.path.join(STATE_DIR, "sessions")
 KEPT_DIR = os.path.join(STATE_DIR, "kept")
-FORWARDERS_DIR = os.path.join(STATE_DIR, "forwarders")
+#: per session, the processes it started in namespaces it does not own (nodes/ledger.py)
+PROCESSES_DIR = os.path.join(STATE_DIR, "processes")
 ALIAS_PREFIX = "pytest-netns:"
 NETNS_PREFIX = "pytest-netns-"
 CONTAINER_LABEL = "pytest-netns.session"
@@ -75,8 +76,16 @@ class Session:
             f.write(f"{self.pid} {process_start(self.pid) or 0}")
 
     def unregister(self) -> None:
+        """A clean end: the session is no longer live, and nothing it started is left."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(SESSIONS_DIR, self.id))
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.ledger_path)
+
+    @property
+    def ledger_path(self) -> str:
+        """Where the processes it starts in namespaces it does not own are written down."""
+        return os.path.join(PROCESSES_DIR, f"{self.id}-{self.pid}")
 
 
 def process_start(pid: int) -> int | None:
@@ -184,42 +193,3 @@ def mark_kept(session: Session, objects: list[str] | None = None) -> str:
 
 def is_kept(session_id: str) -> bool:
     return os.path.exists(os.path.join(KEPT_DIR, session_id))
-
-
-def record_process(session: Session, pid: int, directory: str = FORWARDERS_DIR) -> str:
-    """Note a helper process (an impairment forwarder) the session started; return the path.
-
-    A sweep ends it once its session is dead, after checking that the pid
-    still names the process that started then (the record holds its start
-    time) and that its command line carries the session's tag.
-    """
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, f"{session.id}.{pid}")
-    record = {"session": session.id, "owner": session.pid, "pid": pid,
-              "start": process_start(pid) or 0}
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(record, f)
-    os.replace(tmp, path)
-    return path
-
-
-def forget_process(session_id: str, pid: int, directory: str = FORWARDERS_DIR) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(os.path.join(directory, f"{session_id}.{pid}"))
-
-
-def process_records(directory: str = FORWARDERS_DIR) -> list[dict[str, int | str]]:
-    """Every helper-process record: session, owner (pid), pid, start (clock ticks)."""
-    out: list[dict[str, int | str]] = []
-    for name in listdir(directory):
-        if name.endswith(".tmp"):
-            continue
-        try:
-            with open(os.path.join(directory, name)) as f:
-                data = json.load(f)
-            out.append({"session": str(data["session"]), "owner": int(data["owner"]),
-                        "pid": int(data["pid"]), "start": int(data.get("start") or 0)})
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return out

@@ -7,6 +7,7 @@ throwaway namespace (`unshare -n`), so a doctor that guesses is caught.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import re
 import shlex
@@ -21,6 +22,7 @@ import pytest
 from test_errors import NOBODY, ip_json, kernel_has
 
 from conftest import need_docker
+from pytest_netns import ownership
 from pytest_netns.ownership import Session
 
 SCRIPT = str(Path(sys.executable).with_name("pytest-netns"))
@@ -231,6 +233,48 @@ def test_cleanup_leaves_a_live_session_alone(
     # (subnets that dead processes of any session held are released on every run)
     assert netns_session.id not in done.stdout and link.host_iface not in done.stdout
     assert session_objects(netns_session.id, link.host_iface) == before
+
+
+def test_cleanup_of_one_session_releases_only_its_subnets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11: `cleanup --session X` also released other dead sessions' subnets.
+
+    In a reservation file of this test's own: other pytest-netns processes on
+    this host (other versions among them) free dead entries of the shared
+    one whenever they allocate. `cleanup` prints exactly what `sweep` returns.
+    """
+    from pytest_netns.lifecycle.reaper import sweep
+    from pytest_netns.topology import subnets
+
+    monkeypatch.setattr(subnets, "RESERVATIONS", str(tmp_path / "subnets.json"))
+    dead_pid = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    x, y, z = Session(), Session(), Session()
+    entries = {"10.252.0.0/24": {"pid": int(dead_pid), "owner": f"{x.id}:crashed",
+                                 "session": x.id},
+               "10.252.1.0/24": {"pid": int(dead_pid), "owner": f"{y.id}:crashed"},
+               "10.252.2.0/24": {"pid": int(dead_pid), "owner": f"{z.id}:kept"}}
+    with subnets._locked_reservations() as table:
+        table.update(entries)
+    ownership.mark_kept(z)
+    try:
+        lines = sweep(include_kept=True, session_id=x.id)
+        assert [ln for ln in lines if "subnet" in ln] == [
+            f"released subnet 10.252.0.0/24 ({x.id}:crashed, pid {dead_pid})"]
+        with subnets._locked_reservations() as table:
+            assert sorted(table) == ["10.252.1.0/24", "10.252.2.0/24"]
+        # an automatic sweep leaves a kept session's subnets: its topologies are still up
+        sweep(session_id=y.id)
+        sweep(session_id=z.id)
+        with subnets._locked_reservations() as table:
+            assert sorted(table) == ["10.252.2.0/24"]
+        assert ipaddress.ip_network("10.252.2.0/24") in subnets.live_reservations()
+        lines = sweep(include_kept=True, session_id=z.id)
+        assert f"released subnet 10.252.2.0/24 ({z.id}:kept, pid {dead_pid})" in lines
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(ownership.KEPT_DIR, z.id))
 
 
 def test_cleanup_without_privileges() -> None:

@@ -36,7 +36,6 @@ from pytest_netns import (
 )
 from pytest_netns.kernel.forwarder import PROCESS_NAME
 from pytest_netns.nodes.base import Node
-from pytest_netns.ownership import FORWARDERS_DIR
 
 PORT = 5301
 
@@ -424,7 +423,8 @@ def test_clear_and_close_leave_nothing(make_bridged_pair: Callable[..., Any],
     assert "tbf" in with_faults and "handle 0x4e4e" in with_faults and "mirred" in with_faults
     pid = pair.topology.fault_state.forwarder_pid
     assert pid in forwarders_of(netns_session.id)
-    assert os.path.exists(os.path.join(FORWARDERS_DIR, f"{netns_session.id}.{pid}"))
+    with open(netns_session.ledger_path) as ledger:  # the crash sweep's list of what to end
+        assert f"{pid} " in [line.split()[0] + " " for line in ledger]
     link.clear()
     link.down()
     link.up()

@@ -30,15 +30,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from netcheck import iproute_json
+from netcheck import iproute_json, netns_identity, running
 
 from conftest import need_docker
 from pytest_netns import ownership
 from pytest_netns.kernel.netns import NETNS_RUN_DIR, create_named_netns, host_netns_fd
+from pytest_netns.kernel.proctree import ProcessTree, netns_id
 from pytest_netns.lifecycle import hooks, reaper
 from pytest_netns.nodes.engine import remove_container
 from pytest_netns.nodes.host import host
 from pytest_netns.nodes.hosts import HOSTS_DIR
+from pytest_netns.nodes.ledger import ledger_for
 from pytest_netns.ownership import SESSIONS_DIR, Session, process_start
 from pytest_netns.topology.subnets import RESERVATIONS
 
@@ -59,18 +61,25 @@ def test_hold(make_bridged_pair, make_nat_uplink, make_host_only_link,
         make_nat_uplink(backend=backend, verify=False)
         make_host_only_link(backend=backend, verify=False)
     attached = os.environ.get("PN_ATTACH")
+    strays = []  # started where no namespace sweep or container removal reaches
     if attached:
         make_isolated_container(container=attached, iface="eth7", verify=False)
-        make_host_only_link(container=attached, iface="eth8", verify=False)
+        link = make_host_only_link(container=attached, iface="eth8", verify=False)
+        strays.append(link.node.spawn(["/bin/busybox", "sleep", "604"]).pid)
+        link.node.exec(["/bin/busybox", "sh", "-c", "busybox sleep 605 >/dev/null 2>&1 &"])
+    from pytest_netns.nodes.host import host
+    strays.append(host().spawn(["sleep", "603"]).pid)
     # a server left running inside a namespace node keeps that namespace alive
     node = make_isolated_container(backend="namespace", verify=False).node
     node.exec(["true"])  # the node's private hosts file exists from its first process on
     server = node.call(subprocess.Popen, ["sleep", "600"])
+    node.exec(["sh", "-c", "sleep 606 >/dev/null 2>&1 &"])
     if os.environ.get("PN_KEEP"):
         ownership.mark_kept(netns_session)
     wd = hooks.current_watchdog()
     info = {"sid": netns_session.id, "pid": os.getpid(), "watchdog": wd.pid,
-            "server": server.pid, "pytest_sid": os.getsid(0), "watchdog_sid": os.getsid(wd.pid)}
+            "server": server.pid, "strays": strays, "node_netns": node.netns,
+            "pytest_sid": os.getsid(0), "watchdog_sid": os.getsid(wd.pid)}
     tmp = os.environ["PN_READY"] + ".tmp"
     with open(tmp, "w") as f:
         json.dump(info, f)
@@ -221,6 +230,10 @@ def kill_and_wait(proc: subprocess.Popen[bytes], info: dict[str, Any],
                 if x != record]
         if info.get("server") and process_running(info["server"]):
             left.append(f"server process {info['server']}")
+        left += [f"process {pid} started in the host or an attached container"
+                 for pid in info.get("strays", []) if process_running(pid)]
+        left += [f"`{command}` left by exec" for netns, command in info.get("exec_left", [])
+                 if running(tuple(netns), command)]
         objects_gone = time.monotonic() - killed
         if not left or objects_gone > DEADLINE:
             break
@@ -244,7 +257,15 @@ def test_sigkill_mid_topology_leaves_nothing(
     backends = "docker,namespace" if docker else "namespace"
     proc, info = start_held_session(tmp_path, backends, attached.name if attached else None)
     attached_pid = int(attached.attrs["State"]["Pid"]) if attached else None
+    info["exec_left"] = [(netns_identity(info["node_netns"]), "sleep 606")]
+    if attached_pid:
+        info["exec_left"].append((netns_identity(f"/proc/{attached_pid}/ns/net"),
+                                  "busybox sleep 605"))
     try:
+        deadline = time.monotonic() + 10  # a shell's background child may still be starting
+        while not all(running(tuple(ns), cmd) for ns, cmd in info["exec_left"]):
+            assert time.monotonic() < deadline, info
+            time.sleep(0.05)
         before = session_objects(info["sid"], info["pid"], attached_pid, docker)
         assert any(b.startswith("netns ") for b in before), before
         assert any(b.startswith("host link ") for b in before), before
@@ -276,7 +297,7 @@ def test_sigkill_mid_impairment_leaves_nothing(backends: str, tmp_path: Path) ->
     the whole host.
     """
     from pytest_netns.kernel.forwarder import PROCESS_NAME
-    from pytest_netns.ownership import FORWARDERS_DIR
+    from pytest_netns.nodes.ledger import read_ledger
 
     if "docker" in backends:
         need_docker()
@@ -296,15 +317,16 @@ def test_sigkill_mid_impairment_leaves_nothing(backends: str, tmp_path: Path) ->
                  if str(ln.get("ifalias", "")).startswith(f"pytest-netns:{sid}:")
                  and ln["ifname"] != host_iface and ln["ifname"].endswith("k")]
         assert sinks, "the host->node sink veth lives in the host"
-        assert any(n.startswith(f"{sid}.") for n in ownership.listdir(FORWARDERS_DIR))
+        ledger = os.path.join(ownership.PROCESSES_DIR, f"{sid}-{info['pid']}")
+        assert set(forwarders) <= {tree.leader for tree, _ in read_ledger(ledger)}
     except BaseException:
         proc.kill()
         proc.wait()
         raise
     objects, elapsed, left = kill_and_wait(proc, info, None, "docker" in backends)
     left += [f"forwarder {pid}" for pid in info["forwarders"] if process_running(pid)]
-    left += [f"forwarder record {n}" for n in ownership.listdir(FORWARDERS_DIR)
-             if n.startswith(f"{sid}.")]
+    left += [f"process ledger {n}" for n in ownership.listdir(ownership.PROCESSES_DIR)
+             if n.startswith(f"{sid}-")]
     if NETSTATE.exists():  # the shared tool that compares the host before and after runs
         netstate = subprocess.run([str(NETSTATE)], capture_output=True, text=True,
                                   check=True).stdout
@@ -415,6 +437,10 @@ class Leftovers:
         # a process left running inside it, as a crashed session's server would be
         self.server = thread.call(subprocess.Popen, ["sleep", "600"])
         thread.stop()
+        # and one in the host, known only from the session's ledger of such processes
+        self.stray = subprocess.Popen(["sleep", "600"], start_new_session=True)
+        ledger_for(session, netns_id(f"/proc/{os.getpid()}/ns/net"))(
+            ProcessTree.of(self.stray.pid))
         # the namespace node's private hosts file, named after its namespace
         os.makedirs(HOSTS_DIR, exist_ok=True)
         self.hosts = os.path.join(HOSTS_DIR, os.path.basename(self.netns))
@@ -453,6 +479,8 @@ class Leftovers:
         out = {
             f"netns {os.path.basename(self.netns)}": os.path.exists(self.netns),
             f"process {self.server.pid}": self.server.poll() is None,
+            f"host process {self.stray.pid}": self.stray.poll() is None,
+            f"ledger {self.session.ledger_path}": os.path.exists(self.session.ledger_path),
             f"link {self.link}": any(
                 ln["ifname"] == self.link for ln in iproute_json(None, "link", "show")),
             f"hosts file {os.path.basename(self.hosts)}": os.path.exists(self.hosts),
@@ -475,6 +503,8 @@ class Leftovers:
                  f"killed process {self.server.pid} (sleep) left in netns "
                  f"{os.path.basename(self.netns)}",
                  f"removed link {self.link} ({self.session.alias})",
+                 f"killed process {self.stray.pid} (sleep) left by session {self.session.id}",
+                 f"removed process ledger {os.path.basename(self.session.ledger_path)}",
                  f"removed hosts file {os.path.basename(self.hosts)}"]
         if self.container is not None:
             lines += [f"removed container {self.container.name} (session {self.session.id})",
@@ -486,9 +516,12 @@ class Leftovers:
         """Tidy up whatever a failed test left (only this test's own objects)."""
         from pytest_netns.kernel.netns import remove_named_netns
 
-        if self.server.poll() is None:
-            self.server.kill()
-        self.server.wait()
+        for process in (self.server, self.stray):
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.session.ledger_path)
         remove_named_netns(self.netns)
         host().netlink.delete_link(self.link)
         if os.path.exists(self.hosts):
@@ -531,7 +564,8 @@ def test_sweep_removes_a_dead_session_and_spares_a_live_one(sweep_backend: Any) 
         # scoped to the dead session: a global include_kept sweep would also take the
         # kept sessions of tests running in parallel (xdist) with this one
         lines = reaper.sweep(include_kept=True, session_id=dead.id)
-        gone.server.wait()  # our child: reap the zombie the sweep made
+        gone.server.wait()  # our children: reap the zombies the sweep made
+        gone.stray.wait()
         assert not any(gone.present().values()), gone.present()
         for expected in gone.expected_lines():
             assert expected in lines, f"{expected!r} not reported in {lines}"
@@ -554,6 +588,7 @@ def test_sweep_without_keep_removes_dead_leftovers() -> None:
     try:
         reaper.sweep()
         left.server.wait()
+        left.stray.wait()
         assert not any(left.present().values()), left.present()
         assert not os.path.exists(os.path.join(SESSIONS_DIR, dead.id))
     finally:
@@ -633,15 +668,16 @@ def test_nested_in_process_session_keeps_the_outer_watchdog(
     assert os.path.exists(os.path.join(SESSIONS_DIR, netns_session.id))
 
 
-def test_sweep_ends_a_dead_sessions_forwarder_and_nothing_else() -> None:
-    """By recorded pid, and only a forwarder carrying the dead session's tag.
+def test_sweep_ends_a_dead_sessions_forwarder_only() -> None:
+    """From the session's process ledger, in the forwarder's own namespace.
 
     A forwarder normally dies with its pytest (PR_SET_PDEATHSIG); these are
     started detached, as a lab left up would be, so only the sweep can end
-    them. A record whose pid now names some other process ends nothing.
+    them: the dead session's, not the live one's.
     """
     from pytest_netns.kernel.forwarder import ForwarderClient
-    from pytest_netns.ownership import forget_process, process_records, record_process
+    from pytest_netns.kernel.proctree import ProcessTree, netns_of
+    from pytest_netns.nodes.ledger import ledger_for
 
     dead = Session()
     dead.pid = _dead_pid()
@@ -650,26 +686,24 @@ def test_sweep_ends_a_dead_sessions_forwarder_and_nothing_else() -> None:
     live = Session()  # this process: alive
     doomed = ForwarderClient.start(dead.id, detached=True)
     spared = ForwarderClient.start(live.id, detached=True)
-    bystander = subprocess.Popen(["sleep", "600"])  # its pid recorded as if it were a forwarder
-    record_process(dead, doomed.pid)
-    record_process(live, spared.pid)
-    record_process(dead, bystander.pid)
+    for session, client in ((dead, doomed), (live, spared)):
+        netns = netns_of(client.pid)
+        assert netns is not None and netns != netns_of(os.getpid())  # a namespace of its own
+        ledger_for(session, netns)(ProcessTree.of(client.pid, netns))
     try:
-        lines = reaper.sweep(include_kept=True, session_id=live.id)
-        assert spared.alive and not [ln for ln in lines if "forwarder" in ln], lines
+        reaper.sweep(include_kept=True, session_id=live.id)
+        assert spared.alive and doomed.alive
         lines = reaper.sweep(include_kept=True, session_id=dead.id)
-        assert doomed.proc.wait(timeout=5) == -signal.SIGKILL
-        assert f"removed forwarder process {doomed.pid} of session {dead.id}" in lines
-        assert spared.alive and bystander.poll() is None
-        assert not [r for r in process_records() if r["session"] == dead.id]
-        assert [r["pid"] for r in process_records() if r["session"] == live.id] == [spared.pid]
+        assert doomed.proc.wait(timeout=5) == -signal.SIGKILL, lines
+        assert any(str(doomed.pid) in line and "killed process" in line for line in lines), lines
+        assert spared.alive
+        assert not os.path.exists(dead.ledger_path) and os.path.exists(live.ledger_path)
     finally:
         for client in (doomed, spared):
             client.kill()
-        bystander.kill()
-        bystander.wait()
-        for session, pid in ((dead, doomed.pid), (live, spared.pid), (dead, bystander.pid)):
-            forget_process(session.id, pid)
+        for session in (dead, live):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(session.ledger_path)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(ownership.KEPT_DIR, dead.id))
         dead.unregister()

@@ -33,9 +33,10 @@ corrupted, so the receiver detects the damage.
 Life cycle: the process sets PR_SET_PDEATHSIG (SIGKILL) and exits at once if
 its parent is already gone. The signal follows the *thread* that started it,
 so start it from a thread that lives as long as the session. Its private
-namespace (and so the sink veth pairs) dies with it. A sweeper recognises it
-by its name `netns-fwd`, this module in its command line and `--tag
-SESSION`, always together with the pid its owner recorded.
+namespace (and so the sink veth pairs) dies with it. It leads a session of
+its own, so its owner's process ledger can name it as a process tree (by
+its pid and start time, in its private namespace) for the crash sweep; its
+name is `netns-fwd` and its command line carries `--tag SESSION`.
 
 Control protocol: JSON requests over an AF_UNIX SOCK_SEQPACKET pair, one
 reply per request, `{"ok": true, ...}` or `{"ok": false, "error": "..."}`.
@@ -564,27 +565,6 @@ def main(argv: list[str] | None = None) -> None:
     Forwarder(control, int(seed) if seed is not None else None).run()
 
 
-def is_forwarder(pid: int, tag: str, start: int = 0) -> bool:
-    """Whether `pid` is a forwarder started with `--tag tag` (and, given `start`, the one
-    that started then): never end a process by its name alone."""
-    from ..ownership import process_start
-
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            comm = f.read().strip()
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            argv = f.read().split(b"\0")
-    except OSError:
-        return False
-    if comm != PROCESS_NAME or MODULE.encode() not in argv:
-        return False
-    if b"--tag" not in argv or argv.index(b"--tag") + 1 >= len(argv):
-        return False
-    if argv[argv.index(b"--tag") + 1] != tag.encode():
-        return False
-    return not start or process_start(pid) == start
-
-
 # ---- the client ---------------------------------------------------------------------------
 
 
@@ -633,7 +613,7 @@ class ForwarderClient:
 
         def fork() -> subprocess.Popen[bytes]:
             return subprocess.Popen(argv, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
-                                    cwd="/", env=env, start_new_session=detached)
+                                    cwd="/", env=env, start_new_session=True)
 
         try:
             proc = fork() if run_on is None else run_on(fork)

@@ -27,6 +27,7 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from ..errors import NetnsError, NotPermittedError
+from .proctree import communicate_tree
 
 T = TypeVar("T")
 
@@ -190,18 +191,14 @@ class NetnsThread:
             timeout: float = 30.0) -> tuple[int, str]:
         """Run a short helper program (nft, iptables) inside the namespace.
 
-        Returns its exit status and combined output. For a tool pytest-netns
+        Returns its exit status and combined output; ExecTimeoutError (with
+        it and its children killed) after `timeout`. For a tool pytest-netns
         itself runs; the commands a test runs go through the node's `exec`.
         """
         proc = self.popen(argv, stdin=subprocess.PIPE if stdin is not None else
                           subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT)
-        try:
-            out, _ = proc.communicate(stdin, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate()
-        return proc.returncode, out.decode(errors="replace")
+                          stderr=subprocess.STDOUT, start_new_session=True)
+        return communicate_tree(proc, stdin, timeout, self.label)
 
     def stop(self) -> None:
         """End the thread, so it stops holding a reference to the namespace."""

@@ -4,9 +4,9 @@ Every object names its owner, a session id and a pid: namespaces in their
 names (and namespace nodes' hosts files in theirs), root-namespace links
 (and links put into attached containers) in IFLA_IFALIAS, the names written
 into attached containers' /etc/hosts in their marker lines, containers in
-two labels, impairment forwarders in a record of the state directory
-(checked against the process's start time, name and `--tag` before it is
-ended). Router firewalls live inside router
+two labels, and processes started where no sweep would find them (in the
+host, in attached containers, impairment forwarders in namespaces of their
+own) in the session's ledger. Router firewalls live inside router
 namespaces and go with them; the one host change, the opt-in real uplink,
 is undone from the state file it writes per session. A sweep removes an object only when its owner
 is dead: the pid is gone, is a zombie, or now belongs to a newer process
@@ -26,27 +26,33 @@ import functools
 import json
 import os
 import re
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..kernel.forwarder import is_forwarder
 from ..kernel.netlink import Netlink
 from ..kernel.netns import NETNS_RUN_DIR, NetnsThread, remove_named_netns
+from ..kernel.proctree import (
+    NetnsId,
+    ProcStat,
+    describe,
+    end_processes,
+    netns_members,
+    netns_of,
+    trees_members,
+)
 from ..nodes.host import host
 from ..nodes.hosts import HOSTS_DIR, edit_container_hosts
-from ..nodes.process import kill_in_netns
+from ..nodes.ledger import read_ledger
 from ..ownership import (
     CONTAINER_LABEL,
     CONTAINER_PID_LABEL,
     KEPT_DIR,
+    PROCESSES_DIR,
     SESSIONS_DIR,
     STATE_DIR,
-    forget_process,
     listdir,
     process_alive,
-    process_records,
     read_records,
 )
 from ..topology.subnets import release_dead
@@ -58,6 +64,7 @@ DOCKER_TIMEOUT = 8  # seconds per engine call during a sweep
 _NETNS_RE = re.compile(r"^pytest-netns-([0-9A-Za-z_]+)-(\d+)-\d+-")
 _ALIAS_RE = re.compile(r"^pytest-netns:([0-9A-Za-z_]+):(\d+)")
 _UPLINK_RE = re.compile(r"^uplink-([0-9A-Za-z_]+)\.json$")  # uplink.state_file()
+_LEDGER_RE = re.compile(r"^([0-9A-Za-z_]+)-(\d+)$")  # Session.ledger_path
 
 
 @dataclass(frozen=True)
@@ -142,11 +149,12 @@ def sweep(*, include_kept: bool = False, session_id: str | None = None) -> list[
     # kernel objects first: they take milliseconds, and a stalled engine
     # must not hold them up
     lines = _sweep_uplinks(judge)
-    lines += _sweep_forwarders(judge)
+    lines += _sweep_processes(judge)
     lines += _sweep_netns(judge)
     lines += _sweep_hosts_files(judge)
     lines += _sweep_links(judge, host().netlink, "")
-    lines += [f"released subnet {what}" for what in release_dead()]
+    lines += [f"released subnet {what}"
+              for what in release_dead(session_id, include_kept=include_kept)]
     try:
         lines += _sweep_docker(judge)
     except Exception as exc:  # the engine stalled or went away: keep records for a retry
@@ -191,30 +199,6 @@ def _sweep_uplinks(judge: _Judge) -> list[str]:
     return lines
 
 
-# -- impairment forwarders ------------------------------------------------------
-
-
-def _sweep_forwarders(judge: _Judge) -> list[str]:
-    """End the forwarders of dead sessions, by their recorded pid.
-
-    A forwarder dies with the thread that started it (PR_SET_PDEATHSIG), so
-    this finds one only when that failed, or when it was started detached.
-    The record goes once the process is gone.
-    """
-    lines: list[str] = []
-    for record in process_records():
-        sid, pid = str(record["session"]), int(record["pid"])
-        if not judge.doomed(Owner(sid, int(record["owner"]))):
-            continue
-        if is_forwarder(pid, sid, int(record["start"])):
-            def end(pid: int = pid) -> None:
-                os.kill(pid, signal.SIGKILL)
-
-            lines += judge.attempt(sid, f"forwarder process {pid} of session {sid}", end)
-        forget_process(sid, pid)
-    return lines
-
-
 # -- namespaces -------------------------------------------------------------
 
 
@@ -234,9 +218,51 @@ def _sweep_netns(judge: _Judge) -> list[str]:
             # that session started them there, and they would keep the
             # namespace, and every veth in it, alive after its name is gone
             lines += [f"killed process {what} left in netns {name}"
-                      for what in kill_in_netns(st.st_ino)]
+                      for what in _end(functools.partial(netns_members, (st.st_dev, st.st_ino)))]
         lines += judge.attempt(owner.sid, f"netns {name}",
                                functools.partial(remove_named_netns, path))
+    return lines
+
+
+# -- processes ----------------------------------------------------------------
+
+
+def _end(find: Callable[[], list[ProcStat]]) -> list[str]:
+    """SIGKILL what `find` finds (again, until nothing is left); describe each one."""
+    found = find()
+    if found:
+        names = describe(found)
+        end_processes(find, grace=0)
+        return names
+    return []
+
+
+def _sweep_processes(judge: _Judge) -> list[str]:
+    """End what dead sessions started in the host or in attached containers.
+
+    Those namespaces are not ours, so nothing else would; each session wrote
+    down what it started there (`nodes/ledger.py`), and only those trees, in
+    the namespace each was started in, are ended.
+    """
+    lines: list[str] = []
+    for name in listdir(PROCESSES_DIR):
+        m = _LEDGER_RE.match(name)
+        if not m or not judge.doomed(Owner(m[1], int(m[2]))):
+            continue
+        path = os.path.join(PROCESSES_DIR, name)
+        entries = read_ledger(path)
+
+        def find(entries: list[tuple[Any, NetnsId]] = entries) -> list[ProcStat]:
+            allowed = {ns for _, ns in entries}
+            members = trees_members(tree for tree, _ in entries)
+            return [s for s in members if netns_of(s.pid) in allowed]
+
+        lines += [f"killed process {what} left by session {m[1]}" for what in _end(find)]
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            continue
+        lines.append(f"removed process ledger {name}")
     return lines
 
 

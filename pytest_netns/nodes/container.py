@@ -11,19 +11,21 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
+import select
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ContainerError, NetnsError
 from ..kernel.netns import NetnsThread
-from ..ownership import Session
+from ..kernel.proctree import netns_id
+from ..ownership import Session, current_session
 from .base import Node
 from .engine import docker_client, remove_container
+from .exec_docker import DockerExecutor
 from .hosts import Edit, edit_container_hosts
-from .images import DEFAULT_COMMAND, ensure_image
-from .process import Process, as_argv
+from .images import container_command, ensure_image
+from .ledger import ledger_for
 
 if TYPE_CHECKING:
     from docker.models.containers import Container
@@ -33,16 +35,28 @@ log = logging.getLogger(__name__)
 
 
 class ContainerNode(Node):
-    """A running Docker container, entered through its init process's namespace."""
+    """A running Docker container, entered through its init process's namespace.
 
-    def __init__(self, name: str, container: Container, owned: bool) -> None:
+    The namespace stays pinned while the node lives, so a container removed
+    behind our back (`docker rm -f`) would go on answering probes at its old
+    address; a pidfd on its init process tells at once that it is gone, and
+    every use of the node then says so.
+    """
+
+    def __init__(self, name: str, container: Container, owned: bool,
+                 session: Session | None = None) -> None:
         pid = int(container.attrs["State"]["Pid"])
         path = f"/proc/{pid}/ns/net"
         self._pinned = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self._init = os.pidfd_open(pid)
+        except ProcessLookupError:
+            self._init = -1
         super().__init__(name, path, NetnsThread.entering(self._pinned, f"container {name}"))
         self.container = container
         self.owned = owned
         self.pid = pid
+        self._session = session
 
     @property
     def kind(self) -> str:
@@ -53,7 +67,21 @@ class ContainerNode(Node):
 
     @property
     def running(self) -> bool:
-        return os.path.exists(f"/proc/{self.pid}")
+        """False once the container's init process has exited (stopped or removed)."""
+        if self._init < 0:
+            return False
+        return not select.select([self._init], [], [], 0)[0]
+
+    def check_open(self, action: str = "use") -> None:
+        """Also ContainerError when the container stopped or was removed behind our back."""
+        super().check_open(action)
+        if not self.running:
+            raise ContainerError(
+                f"cannot {action} node {self.name!r}: its container "
+                f"{getattr(self.container, 'name', '?')!r} is gone (its init process {self.pid} "
+                "exited: stopped or removed outside pytest-netns); its address no longer "
+                "belongs to a running container"
+            )
 
     def update_names(self, edit: Edit) -> None:
         """Rewrite the container's own /etc/hosts from the host, following no symlink."""
@@ -65,37 +93,23 @@ class ContainerNode(Node):
                 "other nodes will not resolve in it"
             ) from exc
 
-    def exec(self, argv: list[str] | str, timeout: float = 30.0) -> tuple[int, str]:
-        self.check_open("run a command in")
+    def _make_executor(self) -> DockerExecutor:
+        """A container we did not start: every command is tracked and written down, since
+        no removal of ours will end what it leaves running."""
         assert self.container is not None
-        result: Any = self.container.exec_run(argv)
-        output = result.output or b""
-        return int(result.exit_code), output.decode(errors="replace")
-
-    def spawn(self, argv: list[str] | str) -> Process:
-        """Start argv detached in the container; it dies with the container.
-
-        Stopping it early signals it by its host PID, found by its command
-        line among the container's processes (`docker top` needs no tools in
-        the image).
-        """
-        self.check_open("start a process in")
-        assert self.container is not None
-        self.container.exec_run(as_argv(argv), detach=True)
-        container = self.container
-
-        def stop() -> None:
-            top = container.top(ps_args="-o pid,args")
-            wanted = " ".join(as_argv(argv))
-            for row in top.get("Processes") or []:
-                if row[-1] == wanted:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(int(row[0]), signal.SIGTERM)
-
-        return Process(as_argv(argv), stop)
+        ledger = None
+        if not self.owned:
+            ledger = ledger_for(self._session or current_session(), netns_id(self.netns))
+        return DockerExecutor(docker_client().api, str(self.container.id), self.name,
+                              init_pid=self.pid, owned=self.owned, ledger=ledger)
 
     def remove(self, defer: Callable[[Callable[[], None]], None]) -> None:
-        """A started container is removed later, one at a time; an attached one is let go of."""
+        """A started container is removed later, one at a time; an attached one is let go of.
+
+        What was started through the node ends now, either way: a server
+        must not keep its port after its topology closed.
+        """
+        self.close_executor()
         if self.owned:
             defer(lambda: remove_nodes([self]))
         else:
@@ -106,6 +120,9 @@ class ContainerNode(Node):
         if self._pinned >= 0:
             os.close(self._pinned)
             self._pinned = -1
+        if self._init >= 0:
+            os.close(self._init)
+            self._init = -1
 
 
 def start_containers(
@@ -121,8 +138,7 @@ def start_containers(
     propagates.
     """
     client = docker_client()
-    ensure_image(client, image)
-    cmd = command if command is not None else DEFAULT_COMMAND
+    cmd = container_command(ensure_image(client, image), command)
 
     def start(name: str) -> ContainerNode:
         import docker.errors
@@ -153,10 +169,12 @@ def start_containers(
             ctr.reload()
             if ctr.status != "running":
                 logs = ctr.logs(tail=5).decode(errors="replace").strip()
+                own = "its image's own command" if cmd is None else f"command {cmd!r}"
                 raise ContainerError(
-                    f"container for node {name!r} ({image}, command {cmd!r}) exited at once "
-                    f"with status {ctr.attrs['State'].get('ExitCode')}: {logs or 'no output'}; "
-                    "give it a command that keeps running"
+                    f"container for node {name!r} ({image}, {own}) exited at once with status "
+                    f"{ctr.attrs['State'].get('ExitCode')}: {logs or 'no output'}; a node's "
+                    "container must keep running: pass command=[...] that does (the image's "
+                    "ENTRYPOINT, if any, gets it as arguments)"
                 )
             log.debug("started container %s (%s) for node %s", cname, image, name)
             return ContainerNode(name, ctr, owned=True)
@@ -246,7 +264,11 @@ def _known_running(ctr: Container) -> bool:
         return False
 
 
-def attach_container(obj: object, name: str | None = None) -> ContainerNode:
-    """Make an already running container a node; it is never removed by us."""
+def attach_container(obj: object, name: str | None = None,
+                     session: Session | None = None) -> ContainerNode:
+    """Make an already running container a node; it is never removed by us.
+
+    `session` is whose processes commands run in it count as (for sweeps).
+    """
     ctr = resolve_container(obj)
-    return ContainerNode(name or str(ctr.name), ctr, owned=False)
+    return ContainerNode(name or str(ctr.name), ctr, owned=False, session=session)

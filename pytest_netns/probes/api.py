@@ -27,6 +27,8 @@ test needs every error.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
+from itertools import groupby
 
 from .engine import (
     PROBE_STATS,
@@ -34,6 +36,7 @@ from .engine import (
     Source,
     check_attempts,
     describe,
+    notify,
     observers,
     probe_one,
     retry_window,
@@ -89,14 +92,32 @@ def wait_for_tcp(
 
     A server just started in a node (`node.spawn(...)`) needs a moment before
     it listens, and until then a probe truthfully says `closed`. This waits for
-    that moment instead of a fixed sleep.
+    that moment instead of a fixed sleep. The failure report shows the wait as
+    one probe whose detail sums up the tries ("closed x37 in 1.9 s, then open").
     """
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
+    states: list[str] = []
     while True:
-        result = probe_tcp(src, dst, port, timeout=min(1.0, timeout), family=family)
+        result = probe_one(src, dst, "tcp", port, min(1.0, timeout), family=family,
+                           notify_observers=False)
+        states.append(result.state)
         if result.ok or time.monotonic() + interval > deadline:
-            return result
+            break
         time.sleep(interval)
+    if len(states) > 1:
+        tries = fold_states(states[:-1]) + f", then {result.state}" if result.ok else (
+            fold_states(states))
+        result = replace(result, detail=(
+            f"{result.detail}; waited {time.monotonic() - started:.1f} s: {tries}"))
+    notify(result)
+    return result
+
+
+def fold_states(states: list[str]) -> str:
+    """Runs of equal states, counted: ["closed"]*37 + ["filtered"] -> "closed x37, filtered"."""
+    runs = [(state, len(list(group))) for state, group in groupby(states)]
+    return ", ".join(state if count == 1 else f"{state} x{count}" for state, count in runs)
 
 
 def probe_udp(

@@ -9,6 +9,7 @@ what was built), the switches and routers, every fault the test injected
 
 from __future__ import annotations
 
+import shlex
 import socket
 import time
 from typing import TYPE_CHECKING
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from ..topology.topology import Topology
 
 MAX_PROBE_LINES = 40
+MAX_OUTPUT_LINES = 10  # of each spawned process's output
 
 
 def _align(rows: list[list[str]], indent: str = "  ") -> list[str]:
@@ -177,6 +179,27 @@ def enter_commands(topo: Topology) -> list[tuple[str, str]]:
         else:
             out.append((name, f"nsenter --net={node.netns}"))
     return out
+
+
+def describe_processes(topo: Topology) -> list[str]:
+    """The processes the test spawned in the topology's nodes: state and last output lines.
+
+    A server that died, or never listened, usually says why in its output.
+    """
+    lines: list[str] = []
+    for name in topo.members():
+        for process in topo.nodes[name].processes:
+            code = process.returncode
+            state = "running" if code is None else f"exited with status {code}"
+            lines.append(f"  {name}: `{shlex.join(process.argv)}` (pid {process.pid}) {state}")
+            output = process.output().rstrip("\n").splitlines()
+            if not output:
+                lines.append("      (no output)")
+                continue
+            if len(output) > MAX_OUTPUT_LINES or process.output_buffer.dropped:
+                lines.append(f"      ... (last {min(len(output), MAX_OUTPUT_LINES)} lines)")
+            lines += ["      " + line for line in output[-MAX_OUTPUT_LINES:]]
+    return [f"processes started in {topo.label}", *lines] if lines else []
 
 
 def _probe_line(probe: ProbeResult) -> str:

@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING
 from ..choices import CAPTURE_MODES
 from ..errors import InvalidArgumentError
 from ..ownership import Session, mark_kept
-from .describe import describe_faults, describe_probes, describe_topology, enter_commands
+from .describe import (
+    describe_faults,
+    describe_probes,
+    describe_processes,
+    describe_topology,
+    enter_commands,
+)
 from .summary import SESSION, relative
 
 if TYPE_CHECKING:
@@ -144,6 +150,9 @@ class TestRecord:
             faults = describe_faults(topo)
             if faults:
                 lines += [*faults, ""]
+            processes = describe_processes(topo)
+            if processes:
+                lines += [*processes, ""]
         lines += describe_probes(self.probes)
         if self.ping_stats:
             lines.append(f"ping series ({len(self.ping_stats)})")

@@ -24,6 +24,7 @@ from ..errors import (
     UnsupportedKindError,
 )
 from ..kernel.privileges import require_privileges
+from ..nodes.command import to_argv
 from ..ownership import Session, current_session
 from .addresses import (
     check_assignable,
@@ -128,13 +129,9 @@ class TopologyBuilder:
     # -- description ------------------------------------------------------
 
     def _add_node(self, spec: NodeSpec) -> str:
-        if not isinstance(spec.name, str) or not spec.name or spec.name == HOST:
-            raise InvalidTopologyError(
-                f"invalid node name {spec.name!r}: expected a non-empty string other than 'host'"
-            )
+        check_node_name(spec.name)
         if spec.name in self._nodes or spec.name in self._segments:
             raise InvalidTopologyError(f"name {spec.name!r} is used twice in this topology")
-        check_hostname(spec.name)
         spec.aliases = _aliases(spec.name, spec.aliases)
         self._nodes[spec.name] = spec
         return spec.name
@@ -156,9 +153,11 @@ class TopologyBuilder:
         chosen = backend or self.backend
         if chosen not in BACKENDS:
             raise InvalidTopologyError(f"unknown backend {chosen!r}: expected one of {BACKENDS}")
+        cmd = command if command is not None else self.command
         return self._add_node(
-            NodeSpec(name, Role.NODE, chosen, image or self.image, command or self.command,
-                     run_kwargs=run_kwargs, aliases=_alias_tuple(aliases))
+            NodeSpec(name, Role.NODE, chosen, image or self.image,
+                     to_argv(cmd) if cmd is not None else None, run_kwargs=run_kwargs,
+                     aliases=_alias_tuple(aliases))
         )
 
     def attach(self, container: Any, name: str | None = None,
@@ -184,7 +183,8 @@ class TopologyBuilder:
                subnet6: str | Network6 | None = None) -> str:
         """A learning bridge in a namespace of its own (clear of the host's firewall)."""
         name = name or f"sw{len(self._segments)}"
-        if name in self._nodes or name in self._segments or name == HOST:
+        check_node_name(name, "switch name")
+        if name in self._nodes or name in self._segments:
             raise InvalidTopologyError(f"name {name!r} is used twice in this topology")
         net = parse_subnet(subnet, hosts_needed=1) if subnet is not None else None
         net6 = parse_subnet6(subnet6, hosts_needed=1) if subnet6 is not None else None
@@ -403,6 +403,23 @@ class TopologyBuilder:
         if self.listener is not None:
             self.listener.built(topo)
         return topo
+
+
+def check_node_name(name: object, what: str = "node name") -> None:
+    """InvalidTopologyError (a HostnameError) unless every backend accepts `name`.
+
+    One rule for nodes, routers and switches on both backends, checked
+    before anything is built: a host name other nodes can resolve
+    (`check_hostname`), which is also a name Docker accepts in a container's
+    name (it refuses spaces and anything outside letters, digits, `_`, `.`
+    and `-`); and not "host", which means the host in every call.
+    """
+    if name == HOST:
+        raise InvalidTopologyError(
+            f"invalid {what} 'host': it stands for the host's namespace in every call; "
+            "pick another name"
+        )
+    check_hostname(name, what)
 
 
 def _ip_or_none(value: str | None) -> ipaddress.IPv4Address | None:

@@ -102,7 +102,8 @@ class Constructor:
                 sysctls["net.ipv6.conf.all.forwarding"] = "1"
         node.netlink.prepare(sysctls)  # lo up, and these, in one step
         if spec.role == Role.NODE and spec.command and spec.command != DEFAULT_COMMAND:
-            # the namespace backend's stand-in for a container's main process
+            # the namespace backend's stand-in for a container's main process; it is
+            # one of node.processes, so its output shows in a failure report
             node.spawn(spec.command)
 
     def _start_containers(self, specs: list[NodeSpec]) -> None:
@@ -126,7 +127,7 @@ class Constructor:
     def _attach(self, spec: NodeSpec) -> None:
         from ..nodes.container import attach_container
 
-        node = attach_container(spec.attach, spec.name)
+        node = attach_container(spec.attach, spec.name, self.topo.session)
         self.topo.add_node(node, spec.role)
         if self.plan.ipv6:
             self._enable_ipv6_attached(node)

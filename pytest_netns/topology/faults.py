@@ -18,8 +18,9 @@ topology's names onto them:
 Nothing is created before the first fault. The first impairment that needs
 the forwarder starts one process per topology (~40-60 ms, mostly Python's
 start-up), forked from the host node's thread, which lives as long as the
-session (the process dies with the thread that forked it), and recorded in
-the session's state so that a sweep or the crash watchdog can end it.
+session (the process dies with the thread that forked it), and written in
+the session's process ledger (`nodes/ledger.py`, with the namespace of its
+own it made) so that a sweep or the crash watchdog can end it.
 Everything a fault made goes with `Link.clear()`, `Partition.heal()`,
 `Topology.close()` (and so at the end of the test), and after a SIGKILL:
 the forwarder dies with pytest, its namespace takes the sink veths along,
@@ -42,9 +43,10 @@ from ..kernel.drops import PARTITION_FIRST_PRIO, Drop, partition_cuts
 from ..kernel.forwarder import ForwarderClient
 from ..kernel.impairment import Capabilities, Direction, Endpoint, Impairment, capabilities
 from ..kernel.janitor import janitor
+from ..kernel.proctree import ProcessTree, netns_of
 from ..nodes.base import Node
 from ..nodes.host import host
-from ..ownership import forget_process, record_process
+from ..nodes.ledger import ledger_for
 from ..units import format_time, parse_time
 from .spec import HOST
 
@@ -167,7 +169,9 @@ class TopologyFaults:
                 self._end_forwarder(self._forwarder)
             session = self.topology.session
             fwd = ForwarderClient.start(session.id, run_on=host().call)
-            record_process(session, fwd.pid)
+            netns = netns_of(fwd.pid)  # its own, made before it answered
+            if netns is not None:
+                ledger_for(session, netns)(ProcessTree.of(fwd.pid, netns))
             self._forwarder = fwd
             FAULT_STATS["forwarders"] += 1
             self.note(f"forwarder process {fwd.pid} started"
@@ -199,13 +203,7 @@ class TopologyFaults:
         """SIGKILL now (its namespace and sinks go with it); reap it off the test's path."""
         if fwd.alive:
             fwd.proc.kill()
-        sid = self.topology.session.id
-
-        def reap() -> None:
-            fwd.kill()
-            forget_process(sid, fwd.pid)
-
-        janitor().defer(reap)
+        janitor().defer(fwd.kill)
 
     # -- partitions ------------------------------------------------------------------
 
