@@ -14,9 +14,9 @@ with plain sockets in those namespaces and the kernel's counters:
 - costs: wall time of the calls; the forwarder's CPU from /proc.
 
 "No cost when unused" builds the same namespace bridged_pair with this
-tree and with the tree before faults existed (`git archive` of the parent
-of the commit that added topology/faults.py), in two processes asked to
-build in turns, one build at a time.
+tree and with the newest tree without faults (`main` while faults are on a
+branch of it, else the last commit before they were merged), in two
+processes asked to build in turns, one build at a time.
 """
 
 from __future__ import annotations
@@ -494,19 +494,39 @@ class _Worker:
         self.proc.wait(60)
 
 
+def _git(root: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True,
+                          check=False)
+
+
+def _before_faults(root: str) -> str | None:
+    """The newest commit like this tree but without faults: `main` while faults live on a
+    branch of it, else the last commit of the first-parent line before they came."""
+    def has_faults(rev: str) -> bool:
+        return _git(root, "cat-file", "-e", f"{rev}:pytest_netns/topology/faults.py"
+                    ).returncode == 0
+
+    if (_git(root, "rev-parse", "--verify", "-q", "main").returncode == 0
+            and _git(root, "merge-base", "--is-ancestor", "main", "HEAD").returncode == 0
+            and not has_faults("main")):
+        return "main"
+    for rev in _git(root, "rev-list", "--first-parent", "HEAD").stdout.split():
+        if not has_faults(rev):
+            return rev[:10]
+    return None
+
+
 def _tree_before_faults(root: str, into: str) -> str | None:
-    """The package as it was before faults existed (parent of the commit adding faults.py)."""
-    added = subprocess.run(["git", "-C", root, "log", "--format=%H", "--diff-filter=A", "-1",
-                            "--", "pytest_netns/topology/faults.py"], capture_output=True,
-                           text=True, check=False).stdout.strip()
-    if not added:
+    """Extract the package as it was before faults into `into`; say which commit it is."""
+    rev = _before_faults(root)
+    if rev is None:
         return None
-    archive = subprocess.run(["git", "-C", root, "archive", f"{added}^", "pytest_netns"],
+    archive = subprocess.run(["git", "-C", root, "archive", rev, "pytest_netns"],
                              capture_output=True, check=False)
     if archive.returncode != 0:
         return None
     subprocess.run(["tar", "-x", "-C", into], input=archive.stdout, check=True)
-    return f"{added[:10]}^"
+    return rev
 
 
 def no_cost(ctx: Context) -> None:
