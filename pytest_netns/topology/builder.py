@@ -397,8 +397,12 @@ class TopologyBuilder:
                 if self.verify:
                     Constructor.verify(plan, topo)
                 impair(plan, topo)
-            except BaseException:
+            except BaseException as exc:
+                cause = next((c for node in topo.nodes.values()
+                              if (c := node.failure_cause()) is not None), None)
                 topo.close()
+                if cause is not None and isinstance(exc, Exception):
+                    raise cause from exc
                 raise
         if self.listener is not None:
             self.listener.built(topo)
