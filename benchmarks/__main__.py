@@ -37,6 +37,12 @@ SUITES: list[tuple[str, bool, str]] = [
     ("exec_stop", False, "suite_exec:stop_latency"),
     ("exec_background", False, "suite_exec:background_child"),
     ("matrix", False, "suite_probes:matrix"),
+    ("faults", False, "suite_faults:accuracy"),
+    ("fault_throughput", False, "suite_faults:throughput"),
+    ("fault_costs", False, "suite_faults:costs"),
+    # after the fault suites: the kernel reaps its ~360 namespaces for a while, and a
+    # forwarder measured meanwhile saw 100+ ms stalls of packet processing
+    ("no_cost", False, "suite_faults:no_cost"),
     ("containers20", True, "suite_scale:twenty_containers"),
     ("ipv6", False, "suite_ipv6:ipv6"),
     ("names", False, "suite_ipv6:names"),

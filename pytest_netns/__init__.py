@@ -5,7 +5,7 @@ pytest_netns`, which pytest does for every run where the plugin is
 installed, loads no other module and makes no system call.
 
 The package is layered, each layer importing only from those before it:
-`errors`, `ownership`, `choices` (the base); `kernel` (namespaces, netlink);
+`errors`, `ownership`, `choices`, `units` (the base); `kernel` (namespaces, netlink);
 `nodes` (containers, namespaces, the host); `probes`; `topology` (describe,
 plan, build); `report` (failure reports, captures, diagrams); `lifecycle`
 (session start and end, crash recovery); and at the top the pytest `plugin`,
@@ -49,6 +49,9 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
         ImageError as ImageError,
     )
     from .errors import (
+        ImpairmentError as ImpairmentError,
+    )
+    from .errors import (
         InterfaceNameError as InterfaceNameError,
     )
     from .errors import (
@@ -59,6 +62,9 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
     )
     from .errors import (
         InvalidCommandError as InvalidCommandError,
+    )
+    from .errors import (
+        InvalidImpairmentError as InvalidImpairmentError,
     )
     from .errors import (
         InvalidProbeError as InvalidProbeError,
@@ -100,6 +106,9 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
         TopologyBuildError as TopologyBuildError,
     )
     from .errors import (
+        UnsupportedImpairmentError as UnsupportedImpairmentError,
+    )
+    from .errors import (
         UnsupportedKindError as UnsupportedKindError,
     )
     from .errors import (
@@ -125,6 +134,9 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
         ping as ping,
     )
     from .probes.api import (
+        ping_stats as ping_stats,
+    )
+    from .probes.api import (
         probe as probe,
     )
     from .probes.api import (
@@ -143,6 +155,7 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
         reachability_matrix as reachability_matrix,
     )
     from .probes.result import ProbeResult as ProbeResult
+    from .probes.series import PingStats as PingStats
     from .topology.builder import TopologyBuilder as TopologyBuilder
     from .topology.factories import (
         BridgedPairFactory as BridgedPairFactory,
@@ -162,6 +175,8 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
     from .topology.factories import (
         TopologyFactory as TopologyFactory,
     )
+    from .topology.faults import Flapping as Flapping
+    from .topology.faults import Partition as Partition
     from .topology.links import Link as Link
     from .topology.recipes import (
         BridgedPair as BridgedPair,
@@ -185,13 +200,14 @@ _WHERE = {
     **dict.fromkeys(
         ["BackgroundOutputWarning", "CommandFailedError", "CommandNotFoundError",
          "CommandStartError", "ContainerError", "DockerUnavailableError", "EgressError",
-         "ExecTimeoutError", "HostnameError", "ImageError", "IPv6UnavailableError",
-         "InterfaceNameError", "InvalidAddressError", "InvalidArgumentError",
-         "InvalidCommandError", "InvalidProbeError", "InvalidTopologyError", "LabFileError",
-         "LabStateError",
+         "ExecTimeoutError", "HostnameError", "ImageError", "ImpairmentError",
+         "IPv6UnavailableError", "InterfaceNameError", "InvalidAddressError",
+         "InvalidArgumentError", "InvalidCommandError", "InvalidImpairmentError",
+         "InvalidProbeError", "InvalidTopologyError", "LabFileError", "LabStateError",
          "MissingToolError", "NetnsError",
          "NodeClosedError", "NotPermittedError", "SubnetExhaustedError", "SubnetOverlapError",
-         "SubnetTooSmallError", "TopologyBuildError", "UnsupportedKindError",
+         "SubnetTooSmallError", "TopologyBuildError", "UnsupportedImpairmentError",
+         "UnsupportedKindError",
          "VerificationError"], "errors"),
     "Interface": "nodes.base",
     "Node": "nodes.base",
@@ -199,12 +215,15 @@ _WHERE = {
     "NamespaceNode": "nodes.namespace",
     "ExecResult": "nodes.process",
     "Process": "nodes.process",
-    **dict.fromkeys(["assert_reachable", "assert_unreachable", "ping", "probe", "probe_tcp",
-                     "probe_udp", "wait_for_tcp"], "probes.api"),
+    **dict.fromkeys(["assert_reachable", "assert_unreachable", "ping", "ping_stats", "probe",
+                     "probe_tcp", "probe_udp", "wait_for_tcp"], "probes.api"),
     "ReachabilityMatrix": "probes.matrix",
     "reachability_matrix": "probes.matrix",
     "ProbeResult": "probes.result",
+    "PingStats": "probes.series",
     "TopologyBuilder": "topology.builder",
+    "Flapping": "topology.faults",
+    "Partition": "topology.faults",
     **dict.fromkeys(["BridgedPairFactory", "HostOnlyLinkFactory", "IsolatedContainerFactory",
                      "LabFactory", "NatUplinkFactory", "TopologyFactory"],
                     "topology.factories"),

@@ -63,6 +63,11 @@ class LabFileError(InvalidTopologyError):
         super().__init__(f"{where}{place}: {problem}" if place else f"{where}{problem}")
 
 
+class InvalidImpairmentError(InvalidArgumentError):
+    """An impairment, cut or partition asked for with values that cannot be applied
+    (a loss outside 0-100, an unparsable time, an unknown direction or link)."""
+
+
 # -- the host cannot do what was asked ------------------------------------------
 
 
@@ -72,6 +77,10 @@ class SubnetExhaustedError(NetnsError):
 
 class UnsupportedKindError(NetnsError):
     """A kernel link driver (dummy, netem, ...) this kernel does not have."""
+
+
+class UnsupportedImpairmentError(UnsupportedKindError):
+    """An impairment this kernel cannot apply; the message names what would be needed."""
 
 
 class IPv6UnavailableError(NetnsError):
@@ -120,6 +129,11 @@ class NodeClosedError(NetnsError):
 class LabStateError(NetnsError):
     """A lab that is up when it must not be (a second `up`), or is not up (or not
     whole) when a command needs it."""
+
+
+class ImpairmentError(NetnsError):
+    """An impairment, cut or partition that the kernel refused, that did not take
+    effect when checked, or whose forwarder process is gone."""
 
 
 # -- commands run in nodes (`Node.exec`, `Node.spawn`) ---------------------------

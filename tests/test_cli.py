@@ -69,6 +69,10 @@ KERNEL = {  # what iproute2, tc and nft can do in a throwaway namespace, check b
     "dummy driver": "ip link add d0 type dummy",
     "ifb driver": "ip link add i0 type ifb",
     "netem": "ip link add v0 type veth peer name v1 && tc qdisc add dev v0 root netem delay 1ms",
+    "rate limits": "ip link add v0 type veth peer name v1 && "
+                   "tc qdisc add dev v0 root tbf rate 1mbit burst 32kbit latency 50ms",
+    "cuts, partitions": "ip link add v0 type veth peer name v1 && tc qdisc add dev v0 clsact && "
+                        "tc filter add dev v0 ingress bpf da bytecode '1,6 0 0 2,'",
     "nftables": "nft add table ip t && nft add chain ip t c "
                 "'{ type nat hook postrouting priority 100 ; }' && nft add rule ip t c masquerade",
 }
@@ -87,7 +91,16 @@ def test_doctor_agrees_with_iproute2() -> None:
     if found["dummy driver"][0] == "missing":
         assert "falls back to ifb; nothing to do" in found["dummy driver"][1]
     if found["netem"][0] == "missing":
-        assert "latency/loss shaping unavailable" in found["netem"][1]
+        assert "use pytest-netns's forwarder process instead" in found["netem"][1]
+        # the forwarder steals frames with a bpf filter and mirred, as tc can show
+        forwarder = kernel_has("ip link add v0 type veth peer name v1 && tc qdisc add dev v0 "
+                               "clsact && tc filter add dev v0 egress bpf bytecode "
+                               "'1,6 0 0 4294967295,' action mirred egress redirect dev v1")
+        assert found["impairments"][0] == ("ok" if forwarder else "missing")
+        assert "forwarder process" in found["impairments"][1] or not forwarder
+    else:
+        assert found["impairments"] == ("ok", found["impairments"][1])
+        assert "netem" in found["impairments"][1]
     assert done.stdout.rstrip().splitlines()[-1].startswith("verdict: usable")
     # every check line puts its status and detail in the same columns
     columns = {line.index("—") for line in done.stdout.splitlines() if CHECK_LINE.match(line)}

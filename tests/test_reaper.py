@@ -45,6 +45,7 @@ from pytest_netns.ownership import SESSIONS_DIR, Session, process_start
 from pytest_netns.topology.subnets import RESERVATIONS
 
 DEADLINE = 10.0  # seconds: the issue's definition of "nothing is left"
+NETSTATE = Path(__file__).resolve().parents[2] / "shared" / "tools" / "netstate"
 WATCHDOG_EXIT = 120.0  # liveness only: it exits after its passes (slow if Docker stalls)
 
 INNER = '''
@@ -79,6 +80,35 @@ def test_hold(make_bridged_pair, make_nat_uplink, make_host_only_link,
     info = {"sid": netns_session.id, "pid": os.getpid(), "watchdog": wd.pid,
             "server": server.pid, "strays": strays, "node_netns": node.netns,
             "pytest_sid": os.getsid(0), "watchdog_sid": os.getsid(wd.pid)}
+    tmp = os.environ["PN_READY"] + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(info, f)
+    os.rename(tmp, os.environ["PN_READY"])
+    time.sleep(600)
+'''
+
+
+INNER_FAULTS = '''
+import json, os, time
+from pytest_netns.lifecycle import hooks
+
+
+def test_hold(make_bridged_pair, make_host_only_link, make_nat_uplink, netns_session):
+    topologies = []
+    for backend in os.environ["PN_BACKENDS"].split(","):
+        pair = make_bridged_pair(backend=backend, verify=False)
+        pair.topology.link(pair.a, "switch").impair(delay="50ms", loss=1, rate="10mbit")
+        pair.topology.partition([pair.a], [pair.b], oneway=True)
+        host = make_host_only_link(backend=backend, verify=False)
+        host.link.impair(delay="10ms", rate="5mbit")  # host->node: tbf and a sink in the host
+        host.topology.partition([host.node], ["host"])
+        nat = make_nat_uplink(backend=backend, verify=False)
+        nat.link.down()
+        topologies += [pair.topology, host.topology]
+    wd = hooks.current_watchdog()
+    info = {"sid": netns_session.id, "pid": os.getpid(), "watchdog": wd.pid,
+            "forwarders": [t.fault_state.forwarder_pid for t in topologies],
+            "host_ifaces": [host.host_iface]}
     tmp = os.environ["PN_READY"] + ".tmp"
     with open(tmp, "w") as f:
         json.dump(info, f)
@@ -156,10 +186,11 @@ def attached_container() -> Iterator[Any]:
 
 
 def start_held_session(tmp_path: Path, backends: str, attach: str | None = None,
-                       keep: bool = False) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+                       keep: bool = False,
+                       inner: str = INNER) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     """Run the INNER pytest until its topologies are up; return it and what it reported."""
     test_file = tmp_path / "test_hold.py"
-    test_file.write_text(textwrap.dedent(INNER))
+    test_file.write_text(textwrap.dedent(inner))
     ready = tmp_path / "ready.json"
     env = dict(os.environ, PN_BACKENDS=backends, PN_READY=str(ready))
     if attach:
@@ -197,7 +228,7 @@ def kill_and_wait(proc: subprocess.Popen[bytes], info: dict[str, Any],
     while True:
         left = [x for x in session_objects(info["sid"], info["pid"], attached_pid, docker)
                 if x != record]
-        if process_running(info["server"]):
+        if info.get("server") and process_running(info["server"]):
             left.append(f"server process {info['server']}")
         left += [f"process {pid} started in the host or an attached container"
                  for pid in info.get("strays", []) if process_running(pid)]
@@ -255,6 +286,54 @@ def test_sigkill_mid_topology_leaves_nothing(
     print(f"\n{scenario}: {len(before)} objects gone {objects:.2f} s after SIGKILL, "
           f"watchdog exited after {elapsed:.2f} s")
     assert not left, f"still there {DEADLINE:.0f} s after SIGKILL (or a watchdog later): {left}"
+
+
+@pytest.mark.parametrize("backends", ["namespace", "docker,namespace"])
+def test_sigkill_mid_impairment_leaves_nothing(backends: str, tmp_path: Path) -> None:
+    """Forwarders, qdisc-bearing links (ours in the host too), filters and namespaces all go.
+
+    Checked from outside: /proc for the forwarder processes, iproute2 for
+    the links and their qdiscs, the state directory, and netstate's view of
+    the whole host.
+    """
+    from pytest_netns.kernel.forwarder import PROCESS_NAME
+    from pytest_netns.nodes.ledger import read_ledger
+
+    if "docker" in backends:
+        need_docker()
+    proc, info = start_held_session(tmp_path, backends, inner=INNER_FAULTS)
+    sid = info["sid"]
+    try:
+        forwarders = info["forwarders"]
+        assert forwarders and all(process_running(pid) for pid in forwarders)
+        for pid in forwarders:
+            with open(f"/proc/{pid}/comm") as f:
+                assert f.read().strip() == PROCESS_NAME
+        host_iface = info["host_ifaces"][0]
+        qdiscs = subprocess.run(["tc", "qdisc", "show", "dev", host_iface], capture_output=True,
+                                text=True, check=True).stdout
+        assert "tbf" in qdiscs and "clsact" in qdiscs, qdiscs  # on our veth, in the host
+        sinks = [ln["ifname"] for ln in iproute_json(None, "link", "show")
+                 if str(ln.get("ifalias", "")).startswith(f"pytest-netns:{sid}:")
+                 and ln["ifname"] != host_iface and ln["ifname"].endswith("k")]
+        assert sinks, "the host->node sink veth lives in the host"
+        ledger = os.path.join(ownership.PROCESSES_DIR, f"{sid}-{info['pid']}")
+        assert set(forwarders) <= {tree.leader for tree, _ in read_ledger(ledger)}
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    objects, elapsed, left = kill_and_wait(proc, info, None, "docker" in backends)
+    left += [f"forwarder {pid}" for pid in info["forwarders"] if process_running(pid)]
+    left += [f"process ledger {n}" for n in ownership.listdir(ownership.PROCESSES_DIR)
+             if n.startswith(f"{sid}-")]
+    if NETSTATE.exists():  # the shared tool that compares the host before and after runs
+        netstate = subprocess.run([str(NETSTATE)], capture_output=True, text=True,
+                                  check=True).stdout
+        left += [f"netstate: {line}" for line in netstate.splitlines() if sid in line]
+    print(f"\n{backends}: faults gone {objects:.2f} s after SIGKILL, watchdog exited after "
+          f"{elapsed:.2f} s")
+    assert not left, f"still there after SIGKILL: {left}"
 
 
 def test_sigkill_of_a_kept_session_leaves_it_for_cleanup(tmp_path: Path) -> None:
@@ -587,3 +666,44 @@ def test_nested_in_process_session_keeps_the_outer_watchdog(
     assert hooks.current_watchdog() is wd
     assert process_running(wd.pid)
     assert os.path.exists(os.path.join(SESSIONS_DIR, netns_session.id))
+
+
+def test_sweep_ends_a_dead_sessions_forwarder_only() -> None:
+    """From the session's process ledger, in the forwarder's own namespace.
+
+    A forwarder normally dies with its pytest (PR_SET_PDEATHSIG); these are
+    started detached, as a lab left up would be, so only the sweep can end
+    them: the dead session's, not the live one's.
+    """
+    from pytest_netns.kernel.forwarder import ForwarderClient
+    from pytest_netns.kernel.proctree import ProcessTree, netns_of
+    from pytest_netns.nodes.ledger import ledger_for
+
+    dead = Session()
+    dead.pid = _dead_pid()
+    dead.register()
+    ownership.mark_kept(dead)  # so only this test's include_kept sweep may remove it
+    live = Session()  # this process: alive
+    doomed = ForwarderClient.start(dead.id, detached=True)
+    spared = ForwarderClient.start(live.id, detached=True)
+    for session, client in ((dead, doomed), (live, spared)):
+        netns = netns_of(client.pid)
+        assert netns is not None and netns != netns_of(os.getpid())  # a namespace of its own
+        ledger_for(session, netns)(ProcessTree.of(client.pid, netns))
+    try:
+        reaper.sweep(include_kept=True, session_id=live.id)
+        assert spared.alive and doomed.alive
+        lines = reaper.sweep(include_kept=True, session_id=dead.id)
+        assert doomed.proc.wait(timeout=5) == -signal.SIGKILL, lines
+        assert any(str(doomed.pid) in line and "killed process" in line for line in lines), lines
+        assert spared.alive
+        assert not os.path.exists(dead.ledger_path) and os.path.exists(live.ledger_path)
+    finally:
+        for client in (doomed, spared):
+            client.kill()
+        for session in (dead, live):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(session.ledger_path)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(ownership.KEPT_DIR, dead.id))
+        dead.unregister()

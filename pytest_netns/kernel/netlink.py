@@ -78,6 +78,14 @@ class Netlink:
         log.debug("%s: %s", self.thread.label, what)
         return self.thread.call(run)
 
+    def with_socket(self, fn: Callable[[Rtnl], T]) -> T:
+        """Run fn with this namespace's socket on its thread; refusals stay RtnlError.
+
+        For callers that map the kernel's refusals to their own errors
+        (traffic control, in `impairment` and `drops`).
+        """
+        return self.thread.call(lambda: fn(self._raw()))
+
     def close(self) -> None:
         """Close the netlink socket; it holds a reference to the namespace."""
 

@@ -4,7 +4,9 @@ Every object names its owner, a session id and a pid: namespaces in their
 names (and namespace nodes' hosts files in theirs), root-namespace links
 (and links put into attached containers) in IFLA_IFALIAS, the names written
 into attached containers' /etc/hosts in their marker lines, containers in
-two labels. Router firewalls live inside router
+two labels, and processes started where no sweep would find them (in the
+host, in attached containers, impairment forwarders in namespaces of their
+own) in the session's ledger. Router firewalls live inside router
 namespaces and go with them; the one host change, the opt-in real uplink,
 is undone from the state file it writes per session. A sweep removes an object only when its owner
 is dead: the pid is gone, is a zombie, or now belongs to a newer process

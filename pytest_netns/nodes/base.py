@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import NodeClosedError
+from ..errors import NetnsError, NodeClosedError
 from ..kernel.netlink import Netlink
 from ..kernel.netns import NetnsThread
 
@@ -244,6 +244,15 @@ class Node(ABC):
         return None
 
     # -- end of life ----------------------------------------------------------
+
+    def failure_cause(self) -> NetnsError | None:
+        """The real reason a build step failed in this node, if the node knows one.
+
+        A container whose own command exited a moment after it started makes
+        whatever the build does next fail with an unrelated message; the
+        builder asks every node and reports this instead.
+        """
+        return None
 
     def check_open(self, action: str = "use") -> None:
         """NodeClosedError if the node's topology was closed."""

@@ -83,6 +83,12 @@ class ContainerNode(Node):
                 "belongs to a running container"
             )
 
+    def failure_cause(self) -> NetnsError | None:
+        """Why a build that used this container failed, if the container itself stopped."""
+        if self.running or self.container is None:
+            return None
+        return exited_error(self.container, self.name)
+
     def update_names(self, edit: Edit) -> None:
         """Rewrite the container's own /etc/hosts from the host, following no symlink."""
         try:
@@ -123,6 +129,23 @@ class ContainerNode(Node):
         if self._init >= 0:
             os.close(self._init)
             self._init = -1
+
+
+def exited_error(ctr: Container, name: str) -> ContainerError:
+    """The error for a node whose container stopped by itself, with its last output."""
+    with contextlib.suppress(Exception):  # the engine may already be removing it
+        ctr.reload()
+    config = ctr.attrs.get("Config") or {}
+    image = config.get("Image", "?")
+    logs = ctr.logs(tail=5).decode(errors="replace").strip()
+    cmd = config.get("Cmd")
+    own = f"command {cmd!r}" if cmd else "its image's own command"
+    return ContainerError(
+        f"container for node {name!r} ({image}, {own}) exited at once with status "
+        f"{(ctr.attrs.get('State') or {}).get('ExitCode')}: {logs or 'no output'}; a node's "
+        "container must keep running: pass command=[...] that does (the image's "
+        "ENTRYPOINT, if any, gets it as arguments)"
+    )
 
 
 def start_containers(
@@ -168,16 +191,12 @@ def start_containers(
         try:
             ctr.reload()
             if ctr.status != "running":
-                logs = ctr.logs(tail=5).decode(errors="replace").strip()
-                own = "its image's own command" if cmd is None else f"command {cmd!r}"
-                raise ContainerError(
-                    f"container for node {name!r} ({image}, {own}) exited at once with status "
-                    f"{ctr.attrs['State'].get('ExitCode')}: {logs or 'no output'}; a node's "
-                    "container must keep running: pass command=[...] that does (the image's "
-                    "ENTRYPOINT, if any, gets it as arguments)"
-                )
+                raise exited_error(ctr, name)
             log.debug("started container %s (%s) for node %s", cname, image, name)
-            return ContainerNode(name, ctr, owned=True)
+            try:
+                return ContainerNode(name, ctr, owned=True)
+            except (FileNotFoundError, ProcessLookupError):  # it exited since the reload
+                raise exited_error(ctr, name) from None
         except BaseException:
             remove_container(ctr)
             raise

@@ -43,15 +43,18 @@ from .engine import (
 )
 from .matrix import ReachabilityMatrix, reachability_matrix
 from .result import PAYLOAD, ProbeResult
+from .series import PingStats, ping_series
 
 __all__ = [
     "PROBE_STATS",
+    "PingStats",
     "ProbeResult",
     "ReachabilityMatrix",
     "assert_reachable",
     "assert_unreachable",
     "observers",
     "ping",
+    "ping_stats",
     "probe",
     "probe_tcp",
     "probe_udp",
@@ -63,6 +66,16 @@ def ping(src: Source, dst: Destination, timeout: float = 1.0, *,
          family: int | None = None) -> ProbeResult:
     """ICMP (ICMPv6) echo from `src` to `dst`: state reply, no-route, unreachable or timeout."""
     return probe_one(src, dst, "icmp", None, timeout, family=family)
+
+
+def ping_stats(src: Source, dst: Destination, count: int = 10, interval: float = 0.01,
+               timeout: float = 1.0, *, family: int | None = None) -> PingStats:
+    """`count` ICMP (ICMPv6) echoes from `src` to `dst`, `interval` seconds apart, each
+    waited for `timeout` seconds: `sent`, `received`, `loss` (percent) and
+    `rtt_min/avg/max/mdev` (milliseconds, None when nothing came back), as `ping -c -i -W`
+    reports them.
+    """
+    return ping_series(src, dst, count, interval, timeout, family)
 
 
 def probe_tcp(src: Source, dst: Destination, port: int, timeout: float = 1.0, *,

@@ -2,9 +2,10 @@
 
 Nodes first (namespaces, started or attached containers), then links
 (bridges, veths, guest-only NICs, NAT), then routes, then every node's
-names; finally the plan's expectations are proved with probes. Any failure
-propagates to the builder, which closes the topology, removing whatever
-exists by then.
+names; then the plan's expectations are proved with probes, and last the
+links described as impaired are impaired (so verification is neither
+slowed nor lost to them). Any failure propagates to the builder, which
+closes the topology, removing whatever exists by then.
 
 IPv6 is on in a node only on an IPv6 topology, on both backends: Docker
 disables it in every container, and namespaces follow suit (no link-local
@@ -279,6 +280,12 @@ class Constructor:
                         "this host blocks the path; run `pytest-netns doctor`, or pass "
                         "verify=False to skip this check"
                     )
+
+
+def impair(plan: Plan, topo: Topology) -> None:
+    """Impair the links the description asked for (`connect(..., impair=...)`)."""
+    for spec in plan.impairments:
+        topo.link(spec.a, spec.b).impair(**spec.values)
 
 
 def _check_images(specs: list[NodeSpec]) -> None:

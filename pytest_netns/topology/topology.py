@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from ..errors import InvalidTopologyError
 from ..kernel.janitor import janitor
@@ -25,6 +26,9 @@ from .links import Link
 from .segments import Segment
 from .spec import AnyNetwork, Role
 from .subnets import release
+
+if TYPE_CHECKING:
+    from .faults import Partition, TopologyFaults
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +65,8 @@ class Topology:
         self._closed = False
         self._lock = threading.Lock()
         self._close_hooks: list[Callable[[], object]] = []
+        #: faults (impairments, cuts, partitions), made on the first one
+        self.fault_state: TopologyFaults | None = None
         self._teardown_hooks: list[Callable[[], object]] = []
         registry.register(self)
 
@@ -72,6 +78,7 @@ class Topology:
         self._order.append(node)
 
     def add_link(self, link: Link) -> None:
+        link.topology = self
         self.links.append(link)
 
     def add_host_interface(self, iface: Interface) -> None:
@@ -146,6 +153,27 @@ class Topology:
             f"its links join {', '.join(pairs) or 'nothing'}"
         )
 
+    @property
+    def faults(self) -> TopologyFaults:
+        """The topology's faults: made on first use, so a topology never impaired pays nothing."""
+        with self._lock:
+            if self.fault_state is None:
+                from .faults import TopologyFaults
+
+                self.fault_state = TopologyFaults(self)
+            return self.fault_state
+
+    def partition(self, *groups: Sequence[Node | str] | Node | str,
+                  oneway: bool = False) -> Partition:
+        """Drop traffic between groups of nodes (lists of nodes or names; "host" is one).
+
+        Traffic inside a group is untouched; with `oneway=True` only what the
+        first group sends to the others is dropped (ARP and neighbour
+        discovery still pass, so the other way works). Several partitions may
+        be active at once. `heal()` it, or use it as a context manager.
+        """
+        return self.faults.partition(groups, oneway)
+
     def ip_of(self, node: Node | str, segment: str) -> str:
         """`node`'s address on one of the topology's segments."""
         return self.segments[segment].ip_of(_name(node))
@@ -196,6 +224,11 @@ class Topology:
     def _teardown(self) -> None:
         errors: list[BaseException] = []
         work = janitor()
+        if self.fault_state is not None:  # the forwarder and flapping timers end first
+            try:
+                self.fault_state.close()
+            except BaseException as exc:
+                errors.append(exc)
         for node in self.named:
             # an attached container keeps what it had, not our names (if it is still there)
             if not node.owned and node.running:
