@@ -54,6 +54,12 @@ class Session:
         with self._lock:
             return next(self._counter)
 
+    def numbers_from(self, first: int) -> None:
+        """Number names from `first` on: another process of the same session (a lab's
+        later commands) names its objects apart from those it already has."""
+        with self._lock:
+            self._counter = itertools.count(first)
+
     def ifname(self, tag: str = "") -> str:
         """A root-namespace interface name unique across sessions, <= 15 chars."""
         return f"pn{self.id}{_base36(self.next_number())}{tag}"[:15]

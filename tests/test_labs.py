@@ -208,8 +208,12 @@ def test_the_contract_demo_file_works_as_written(tmp_path: Path, netns_backend: 
         assert all("ip6" in v for v in info["nodes"].values())
         for node in info["nodes"].values():
             assert node["ip"] in addresses_inside(node["netns"])
-        out = demo.busybox("client", "ping", "-c", "1", "-W", "3", "10.201.2.10")
-        assert "1 packets received" in out
+        out = demo.busybox("client", "ping", "-c", "2", "-W", "3", "10.201.2.10")
+        assert "2 packets received" in out
+        assert rtt_ms(out) >= 40  # the server's link delays 20 ms each way
+        link = next(ln for ln in info["links"] if set(ln["endpoints"]) == {"server", "dmz"})
+        assert link["impairment"] == {"server->dmz": {"delay": 0.02},
+                                      "dmz->server": {"delay": 0.02}}
         graph = demo.run("graph", demo.file, "--format", "mermaid").stdout
         assert graph.startswith("flowchart LR") and "10.201.2.10" in graph
         session = info["session"]
@@ -488,6 +492,80 @@ def test_netns_factory_shares_a_lab(pytester: pytest.Pytester) -> None:
     """)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
     result.assert_outcomes(passed=2)
+
+
+def process_gone(pid: int) -> bool:
+    """Gone, or a zombie (which holds no namespace) its new parent has not reaped yet."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat[stat.rindex(")") + 2] in "ZX"
+
+
+def rtt_ms(out: str) -> float:
+    """busybox ping's average round trip, in milliseconds."""
+    found = re.search(r"round-trip min/avg/max = [\d.]+/([\d.]+)/", out)
+    assert found, out
+    return float(found[1])
+
+
+def test_impair_partition_and_heal_from_the_shell(lab: Lab) -> None:
+    """Faults outlive the command that made them (a forwarder of the lab's own), every
+    command starts from what the last one left, and `down` ends them all."""
+    lab.up()
+    info = lab.info()
+    session, web = info["session"], info["nodes"]["web"]["ip"]
+    assert rtt_ms(lab.busybox("client", "ping", "-c", "2", "-W", "3", web)) < 40
+    done = lab.run("impair", lab.file, "client", "lan", "--delay", "40ms")
+    assert "client->lan: 40 ms; lan->client: 40 ms" in done.stdout, done.stdout
+    assert rtt_ms(lab.busybox("client", "ping", "-c", "3", "-W", "3", web)) >= 80
+    link = next(ln for ln in lab.info()["links"] if set(ln["endpoints"]) == {"client", "lan"})
+    assert link["impairment"] == {"client->lan": {"delay": 0.04}, "lan->client": {"delay": 0.04}}
+    # one direction more, from another process: the first impairment stays
+    lab.run("impair", lab.file, "web", "dmz", "--delay", "30ms", "--direction", "web->dmz")
+    assert rtt_ms(lab.busybox("client", "ping", "-c", "3", "-W", "3", web)) >= 110
+    lab.run("impair", lab.file, "client", "lan", "--clear")
+    slow = rtt_ms(lab.busybox("client", "ping", "-c", "3", "-W", "3", web))
+    assert 30 <= slow < 80, slow
+    # a partition: the client is cut off, the others still talk
+    lab.run("partition", lab.file, "client", "web,r1,db")
+    lost = lab.busybox("client", "ping", "-c", "1", "-W", "1", web, check=1)
+    assert "0 packets received" in lost
+    assert "1 packets received" in lab.busybox("r1", "ping", "-c", "1", "-W", "3", web)
+    broken = lab.run("check", lab.file, check=1)
+    assert "expect[0]: client -> web" in broken.stdout and "expect[1]" in broken.stdout
+    assert lab.info()["partitions"] == [{"groups": [["client"], ["web", "r1", "db"]],
+                                         "oneway": False}]
+    assert "partitioned: [client] | [web, r1, db]" in lab.run("inspect", lab.file).stdout
+    lab.run("heal", lab.file)
+    assert "1 packets received" in lab.busybox("client", "ping", "-c", "1", "-W", "3", web)
+    lab.run("check", lab.file)
+    forwarder = json.loads((STATE / "labs" / lab.name / "lab.json").read_text())["faults"][
+        "forwarder"]["pid"]
+    assert Path(f"/proc/{forwarder}").exists()
+    # bad input changes nothing
+    bad = lab.run("impair", lab.file, "client", "web", "--delay", "1ms", check=1)
+    assert "no link between 'client' and 'web'" in bad.stderr
+    bad = lab.run("impair", lab.file, "web", "dmz", "--loss", "120", check=1)
+    assert "loss='120' is out of range" in bad.stderr
+    assert rtt_ms(lab.busybox("client", "ping", "-c", "2", "-W", "3", web)) >= 30
+    lab.run("down", lab.file)
+    assert process_gone(forwarder)
+    assert traces(session, lab.token) == set()
+
+
+def test_make_lab_applies_the_files_impairments(make_lab: Any, tmp_path: Path) -> None:
+    token = secrets.token_hex(4)
+    path = tmp_path / "lab.yaml"
+    path.write_text(LAB.format(name=f"lb{token}", token=token).replace(
+        "  - endpoints: [client, lan]\n",
+        "  - endpoints: [client, lan]\n    impair: {delay: 25ms, direction: client->lan}\n"))
+    net = make_lab(path)
+    assert net.link("client", "lan").impairment == {"client->lan": {"delay": 0.025}}
+    binary = "/bin/busybox" if net["client"].container is not None else "busybox"
+    code, out = net["client"].exec([binary, "ping", "-c", "2", "-W", "3", str(net["web"].ip)])
+    assert code == 0 and rtt_ms(out) >= 25, out
 
 
 # -- broken files ---------------------------------------------------------------------------

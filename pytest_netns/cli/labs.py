@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..choices import BACKEND_CHOICES
-from ..errors import LabStateError, MissingToolError
+from ..errors import InvalidImpairmentError, LabStateError, MissingToolError
 from .command import Command
 
 if TYPE_CHECKING:
@@ -211,6 +211,7 @@ def lab_json(lab: Lab) -> dict[str, Any]:
     topo = lab.record.get("topology")
     if topo is None:
         return out
+    faults = lab.record.get("faults") or {}
     for node in topo["nodes"]:
         if node["role"] not in ("node", "router"):
             continue
@@ -237,11 +238,11 @@ def lab_json(lab: Lab) -> dict[str, Any]:
                              "endpoints": [e["node"] for e in ends],
                              "ends": [{k: e.get(k) for k in ("node", "ifname", "ip", "ip6")}
                                       for e in ends],
-                             "impairment": (lab.record.get("impairments") or {}).get(
-                                 "-".join(e["node"] for e in ends))})
+                             "impairment": faults.get("impairments", {}).get(
+                                 "<->".join(e["node"] for e in ends), {})})
     out["host"] = [{k: i.get(k) for k in ("ifname", "ip", "prefixlen", "ip6", "segment")}
                    for i in topo["host_interfaces"]]
-    out["partitions"] = lab.record.get("partitions") or []
+    out["partitions"] = faults.get("partitions", [])
     return out
 
 
@@ -268,6 +269,13 @@ def inspect(args: argparse.Namespace) -> int:
     print(lab)
     for line in describe_topology(topo):
         print(line)
+    faults = lab.record.get("faults") or {}
+    for pair in faults.get("impairments") or {}:
+        print("impaired: " + _impairment_line(lab, *pair.split("<->")).split(": ", 1)[1]
+              .replace("of lab", "").strip())
+    for part in faults.get("partitions") or []:
+        sep = " -> " if part["oneway"] else " | "
+        print("partitioned: " + sep.join(f"[{', '.join(g)}]" for g in part["groups"]))
     print("enter:")
     for name, command in enter_commands(topo):
         print(f"  {name}: pytest-netns exec {args.file} {name}  (or: {command})")
@@ -370,6 +378,91 @@ def capture(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- faults -------------------------------------------------------------------------------
+
+IMPAIRMENTS = ("delay", "jitter", "loss", "rate", "duplicate", "corrupt", "reorder")
+
+
+def impair(args: argparse.Namespace) -> int:
+    """Impair (or with --clear, clear) the link between X and Y of a live lab."""
+    from ..lifecycle.labs import change_faults
+
+    lab = _lab(args.file)
+    topo = _topology(lab)
+    link = topo.link(args.x, args.y)  # an unknown pair fails before anything changes
+    values = {k: getattr(args, k) for k in IMPAIRMENTS if getattr(args, k) is not None}
+    if args.distribution:
+        values["distribution"] = args.distribution
+    if not values and not args.clear:
+        raise InvalidImpairmentError(
+            "say how to impair the link: --delay 50ms, --jitter 10ms, --loss 1, --rate "
+            "10mbit, --duplicate 1, --corrupt 1, --reorder 25 (or --clear)")
+    if args.clear and values:
+        raise InvalidImpairmentError("--clear takes no values: clear first, then impair")
+    from ..kernel.impairment import Impairment
+    from ..topology.faults import parse_direction
+
+    Impairment.parse(**values)  # bad values fail here, before the lab changes
+    parse_direction(args.direction, (link.ends[0].node, link.ends[1].node))
+
+    def change(topo: Topology) -> None:
+        target = topo.link(args.x, args.y)
+        if args.clear:
+            target.clear()
+        else:
+            target.impair(direction=args.direction, **values)
+
+    change_faults(lab, topo, change)
+    print(_impairment_line(lab, link.ends[0].node, link.ends[1].node))
+    return 0
+
+
+def _impairment_line(lab: Lab, a: str, b: str) -> str:
+    from ..kernel.impairment import Impairment
+
+    now = ((lab.record.get("faults") or {}).get("impairments") or {}).get(f"{a}<->{b}", {})
+    if not now:
+        return f"link {a}-{b} of lab {lab.name}: not impaired"
+    parts = [f"{d}: {Impairment.parse(**v).describe()}" for d, v in now.items()]
+    return f"link {a}-{b} of lab {lab.name}: " + "; ".join(parts)
+
+
+def partition(args: argparse.Namespace) -> int:
+    """Drop traffic between groups of nodes (`a,b c`) of a live lab."""
+    from ..lifecycle.labs import change_faults
+
+    lab = _lab(args.file)
+    topo = _topology(lab)
+    groups = [[n for n in group.split(",") if n] for group in args.groups]
+    known = [*topo.members(), "host"]
+    for name in (n for group in groups for n in group):
+        if name not in known:  # before the lab changes
+            raise InvalidImpairmentError(f"no node {name!r} in lab {lab.name}; its nodes: "
+                                         f"{', '.join(known)}")
+    change_faults(lab, topo, lambda topo: topo.partition(*groups, oneway=args.oneway))
+    for part in (lab.record.get("faults") or {}).get("partitions") or []:
+        sep = " -> " if part["oneway"] else " | "
+        print(f"partition of lab {lab.name}: "
+              + sep.join(f"[{', '.join(g)}]" for g in part["groups"]))
+    return 0
+
+
+def heal(args: argparse.Namespace) -> int:
+    """Heal every partition of a live lab (impairments stay: `impair --clear` ends them)."""
+    from ..lifecycle.labs import change_faults
+
+    lab = _lab(args.file)
+    before = len((lab.record.get("faults") or {}).get("partitions") or [])
+
+    def change(topo: Topology) -> None:
+        for part in topo.faults.active_partitions():
+            part.heal()
+
+    change_faults(lab, _topology(lab), change)
+    print(f"lab {lab.name}: {before} partition(s) healed")
+    return 0
+
+
 # -- the command line ---------------------------------------------------------------------
 
 FILE_HELP = "the lab file (YAML or JSON), or the name of a lab that is up"
@@ -422,6 +515,34 @@ def _capture_arguments(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--duration", type=float, help="stop after this many seconds")
 
 
+def _impair_arguments(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("file", help=FILE_HELP)
+    cmd.add_argument("x", help="one end of the link (a node, switch or host)")
+    cmd.add_argument("y", help="the other end")
+    for name, example in (("delay", "50ms"), ("jitter", "10ms"), ("loss", "1 (percent)"),
+                          ("rate", "10mbit"), ("duplicate", "1 (percent)"),
+                          ("corrupt", "1 (percent)"), ("reorder", "25 (percent)")):
+        cmd.add_argument(f"--{name}", metavar="VALUE", help=f"e.g. {example}")
+    cmd.add_argument("--distribution", choices=("uniform", "normal"),
+                     help="how jitter spreads around the delay (default uniform)")
+    cmd.add_argument("--direction", default="both",
+                     help="both (default), or X->Y for one direction")
+    cmd.add_argument("--clear", action="store_true", help="remove the link's impairments")
+
+
+def _partition_arguments(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("file", help=FILE_HELP)
+    cmd.add_argument("groups", nargs="+", metavar="GROUP",
+                     help="nodes separated by commas (a,b c: a and b apart from c); host "
+                     "is a node too")
+    cmd.add_argument("--oneway", action="store_true",
+                     help="drop only what the first group sends to the others")
+
+
+def _heal_arguments(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("file", help=FILE_HELP)
+
+
 def _commands() -> dict[str, Command]:
     return {
         "up": Command("build a lab file's network and leave it up", up, _up_arguments,
@@ -451,6 +572,16 @@ def _commands() -> dict[str, Command]:
                            "Capture every frame of the link between X and Y. With -w FILE a "
                            "pcap (tcpdump, Wireshark); to a pipe a pcap stream (| tcpdump -r "
                            "-); to a terminal one line per frame."),
+        "impair": Command("impair a link of a live lab (delay, loss, rate, ...)", impair,
+                          _impair_arguments,
+                          "Impair the link between X and Y, replacing what its direction(s) "
+                          "had: units as tc writes them (50ms, 10mbit, percentages 0-100). "
+                          "It lasts until cleared, healed or the lab is taken down."),
+        "partition": Command("drop traffic between groups of nodes of a live lab", partition,
+                             _partition_arguments,
+                             "Drop traffic between the groups (a,b c: a and b keep talking, "
+                             "neither talks to c); traffic inside a group is untouched."),
+        "heal": Command("heal every partition of a live lab", heal, _heal_arguments),
     }
 
 

@@ -269,8 +269,12 @@ class _Path:
 class Forwarder:
     """The single-threaded loop: control requests, frames in, frames out when due."""
 
-    def __init__(self, control: socket.socket, seed: int | None = None) -> None:
-        self.control = control
+    def __init__(self, control: socket.socket, seed: int | None = None,
+                 detached: bool = False) -> None:
+        self.control: socket.socket | None = control
+        #: outlives whoever started it (a lab's): once its control channel closes, it goes
+        #: on as configured until it is killed
+        self.detached = detached
         self.own_netns = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         self.paths: dict[str, _Path] = {}
         self.by_sink: dict[socket.socket, _Path] = {}
@@ -289,7 +293,10 @@ class Forwarder:
             if self.check is not None:
                 left = max(0.0, self.check[2] - time.monotonic())
                 timeout = left if timeout is None else min(timeout, left)
-            readers = [self.control, *(p.sink for p in self.paths.values())]
+            readers = [*([self.control] if self.control else []),
+                       *(p.sink for p in self.paths.values())]
+            if not readers:
+                return  # detached, and nothing left to forward
             ready, _, _ = select.select(readers, [], [], timeout)
             for sock in ready:
                 if sock is self.control:
@@ -373,10 +380,15 @@ class Forwarder:
 
     def _control(self) -> None:
         fds = array.array("i")
+        assert self.control is not None
         try:
             data, ancdata, _flags, _addr = self.control.recvmsg(65536, socket.CMSG_SPACE(4 * 4))
         except ConnectionResetError:
             data = b""
+        if not data and self.detached:
+            self.control.close()
+            self.control = None
+            return
         if not data:
             self.running = False
             return
@@ -400,7 +412,8 @@ class Forwarder:
             self._reply(reply)
 
     def _reply(self, reply: dict[str, Any]) -> None:
-        self.control.send(json.dumps(reply).encode())
+        if self.control is not None:
+            self.control.send(json.dumps(reply).encode())
 
     def _start_check(self, request: dict[str, Any]) -> None:
         path = self.paths[request["path"]]
@@ -557,12 +570,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"usage: python -m {MODULE} --control-fd N --parent-pid PID --tag SESSION "
                  "[--seed N]")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is for pytest, which ends us
-    _isolate(int(options["--parent-pid"]))
+    parent = int(options["--parent-pid"])
+    _isolate(parent)
     control = socket.socket(fileno=int(options["--control-fd"]))
     realtime = _realtime()
     control.send(json.dumps({"ok": True, "pid": os.getpid(), "realtime": realtime}).encode())
     seed = options.get("--seed")
-    Forwarder(control, int(seed) if seed is not None else None).run()
+    Forwarder(control, int(seed) if seed is not None else None, detached=not parent).run()
 
 
 # ---- the client ---------------------------------------------------------------------------
@@ -611,9 +625,14 @@ class ForwarderClient:
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env = {"PYTHONPATH": root, "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
+        # a detached forwarder must not hold its starter's output open (a caller that
+        # reads that to its end would wait for the forwarder's end)
+        quiet = subprocess.DEVNULL if detached else None
+
         def fork() -> subprocess.Popen[bytes]:
             return subprocess.Popen(argv, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
-                                    cwd="/", env=env, start_new_session=True)
+                                    stdout=quiet, stderr=quiet, cwd="/", env=env,
+                                    start_new_session=True)
 
         try:
             proc = fork() if run_on is None else run_on(fork)

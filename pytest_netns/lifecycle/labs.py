@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -187,12 +188,14 @@ def up(spec: LabSpec, backend: str | None = None, image: str | None = None) -> t
         def make_builder(**kw: Any) -> TopologyBuilder:
             return TopologyBuilder(session=session, **kw)
 
-        builder, detached = describe(spec, make_builder, backend=chosen, image=image,
-                                     detached=True)
+        builder, later = describe(spec, make_builder, backend=chosen, image=image,
+                                  detached=True)
         topo = builder.build()
-        processes = _start_detached(topo, detached, lab.directory)
+        processes = _start_detached(topo, later.commands, lab.directory)
         _settle(topo)
         lab.record.update(state="up", topology=snapshot(topo), processes=processes)
+        if later.impairments:
+            change_faults(lab, topo, later.impair)
         lab.save()
     except BaseException:
         _undo(lab, session)
@@ -227,6 +230,72 @@ def _settle(topo: Topology) -> None:
             node.hosts.settle()
 
 
+# -- faults ---------------------------------------------------------------------------
+
+
+def change_faults(lab: Lab, topo: Topology, change: Callable[[Topology], object]) -> None:
+    """Apply `change` (an impairment, a partition, a heal) to the lab's faults, so that
+    they outlive this process, and record what is set now.
+
+    Faults are kernel state on the lab's interfaces (qdiscs, filters) and,
+    for delays here, a forwarder process; what a process knows of them ends
+    with it. So each change starts from nothing: the lab's forwarder is
+    ended, every qdisc and filter a fault put on its interfaces is removed,
+    and what the record says is set again, the change on top, by a detached
+    forwarder that outlives this process (`topo.kept`).
+    """
+    from ..topology.labs import restore_faults
+
+    wanted = lab.record.get("faults") or {}
+    _clear_faults(lab, topo)
+    block = int(lab.record.get("name_block") or 0) + 1
+    lab.record.update(name_block=block, faults={})
+    lab.save()
+    topo.session.numbers_from(block * NAMES_PER_PROCESS)  # apart from earlier sinks' names
+    topo.kept = True
+    try:
+        restore_faults(topo, wanted)
+        change(topo)
+    finally:  # what is set now, whatever failed
+        lab.record["faults"] = _faults_now(topo)
+        lab.save()
+
+
+#: names each process that changes a lab's faults may give (sinks, retired links)
+NAMES_PER_PROCESS = 36 ** 3
+
+
+def _faults_now(topo: Topology) -> dict[str, Any]:
+    from ..topology.labs import faults_of
+
+    faults = faults_of(topo)
+    pid = topo.fault_state.forwarder_pid if topo.fault_state is not None else None
+    if pid is not None:
+        faults["forwarder"] = {"pid": pid, "start": process_start(pid) or 0}
+    return faults
+
+
+def _clear_faults(lab: Lab, topo: Topology) -> None:
+    """End the lab's forwarder and take every fault off its interfaces."""
+    from ..kernel import tc
+    from ..kernel.proctree import ProcessTree, end_processes
+
+    forwarder = (lab.record.get("faults") or {}).get("forwarder")
+    if forwarder:  # by PID and start time: never a process that took its PID since
+        tree = ProcessTree(int(forwarder["pid"]), int(forwarder["start"]) or None)
+        end_processes(tree.members, 0)  # its namespace, and so its sinks, go with it
+
+    def clear(rt: Any, index: int) -> None:
+        tc.delete_qdisc(rt, index, tc.TC_H_ROOT)
+        tc.delete_qdisc(rt, index, tc.TC_H_CLSACT, tc.CLSACT_HANDLE)
+
+    for link in topo.links:
+        if len(link.ends) == 2:
+            for end in link.ends:
+                topo.faults.endpoint(end).run(f"clear the faults of {end.node}:{end.ifname}",
+                                              clear, missing_ok=True)
+
+
 def _undo(lab: Lab, session: Session) -> None:
     """After a failed build: the builder closed what it made; finish that, and forget it."""
     from ..kernel.janitor import janitor, wait_for_links_gone
@@ -253,6 +322,11 @@ def down(lab: Lab) -> list[str]:
     if lab.session:
         lines = sweep(include_kept=True, session_id=lab.session, containers=lab.uses_docker)
         left = wait_for_links_gone(f"{ALIAS_PREFIX}{lab.session}:", LINKS_GONE_TIMEOUT)
+        forwarder = (lab.record.get("faults") or {}).get("forwarder")
+        deadline = time.monotonic() + LINKS_GONE_TIMEOUT
+        while forwarder and process_alive(int(forwarder["pid"]), int(forwarder["start"])) \
+                and time.monotonic() < deadline:  # the sweep ended it; its namespace goes too
+            time.sleep(0.005)
         failed = [line for line in lines if line.startswith("could not")]
         if failed or left:
             problems = "; ".join(failed + [f"links still present: {left}"] * bool(left))

@@ -168,7 +168,9 @@ class TopologyFaults:
             if self._forwarder is not None:
                 self._end_forwarder(self._forwarder)
             session = self.topology.session
-            fwd = ForwarderClient.start(session.id, run_on=host().call)
+            # a kept topology (a lab) outlives this process, and so must its forwarder
+            fwd = ForwarderClient.start(session.id, run_on=host().call,
+                                        detached=self.topology.kept)
             netns = netns_of(fwd.pid)  # its own, made before it answered
             if netns is not None:
                 ledger_for(session, netns)(ProcessTree.of(fwd.pid, netns))

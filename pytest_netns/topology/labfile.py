@@ -518,10 +518,12 @@ class _Checker:
         taken: dict[str, Path] = {}
         for i, values in enumerate(link.impair):
             where: Path = (*_path(link), "impair") if single else (*_path(link), "impair", i)
-            for key, value in values.items():
+            for key, value in values.items():  # one at a time, to name the wrong one
                 if key != "direction":
                     with self.at(*where, key):
                         _check_impairment_value(key, value)
+            with self.at(*where):
+                _check_impairment(values)
             for direction in self.directions(link, values.get("direction", "both"), where):
                 if direction in taken:
                     self.fail((*where, "direction"), f"{direction} is impaired twice (also at "
@@ -746,15 +748,23 @@ def _check_stub_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, prefi
                            f" address of {net}: pick a host address in {net[1]}-{net[-2]}")
 
 
-def _check_impairment_value(key: str, value: object) -> None:
-    """A value the faults mechanism accepts (the schema already checked its shape)."""
-    try:
-        from .. import units
-    except ImportError:
-        raise LabFileError("this version of pytest-netns cannot impair links yet") from None
+def _check_impairment_value(key: str, value: Any) -> None:
+    """One value in its unit's range (the schema checked its shape)."""
+    from .. import units
 
-    parse = {"delay": units.parse_time, "jitter": units.parse_time, "rate": units.parse_rate}
-    parse.get(key, units.parse_percent)(value, key)
+    if key in ("delay", "jitter"):
+        units.parse_time(value, key)
+    elif key == "rate":
+        units.parse_rate(value, key)
+    elif key != "distribution":
+        units.parse_percent(value, key)
+
+
+def _check_impairment(values: Mapping[str, Any]) -> None:
+    """Values `Link.impair` accepts together (jitter needs a delay, ...)."""
+    from ..kernel.impairment import Impairment
+
+    Impairment.parse(**{k: v for k, v in values.items() if k != "direction"})
 
 
 def check_clear_of_host_routes(spec: LabSpec) -> None:

@@ -47,6 +47,19 @@ class Detached:
     argv: list[str]
 
 
+@dataclass
+class Deferred:
+    """What a caller that will exit applies itself once the lab is built: namespace nodes'
+    commands, and the links' impairments (which then must outlive it)."""
+
+    commands: list[Detached] = field(default_factory=list)
+    impairments: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+
+    def impair(self, topo: Topology) -> None:
+        for x, y, values in self.impairments:
+            topo.link(x, y).impair(**values)
+
+
 def build(path: str | os.PathLike[str], make_builder: MakeBuilder, *,
           backend: str | None = None, image: str | None = None, verify: bool = True,
           check_expect: bool = True) -> Topology:
@@ -70,29 +83,32 @@ def build(path: str | os.PathLike[str], make_builder: MakeBuilder, *,
 
 def describe(spec: LabSpec, make_builder: MakeBuilder, *, backend: str | None = None,
              image: str | None = None, verify: bool = True,
-             detached: bool = False) -> tuple[TopologyBuilder, list[Detached]]:
+             detached: bool = False) -> tuple[TopologyBuilder, Deferred]:
     """A builder that holds the whole lab (nothing is created yet).
 
     `backend` (the caller's choice, e.g. `--backend`) wins over the file's;
     "auto" must be resolved by the caller. With `detached`, namespace nodes'
-    commands are returned instead of given to the builder, for the caller
-    to start once the lab is built.
+    commands and the impairments are returned instead of given to the
+    builder, for the caller to apply once the lab is built.
     """
     check_clear_of_host_routes(spec)
     chosen = backend or (spec.backend if spec.backend != "auto" else None)
     with _at(spec, "(the file)"):
         builder = make_builder(backend=chosen, image=image or spec.image, verify=verify,
                                label=spec.name, ipv6=spec.ipv6)
-    later: list[Detached] = []
+    later = Deferred()
     for node in spec.nodes.values():
         with _at(spec, f"nodes.{node.name}"):
-            later += _node(builder, node, detached)
+            later.commands += _node(builder, node, detached)
     for switch in spec.switches.values():
         with _at(spec, f"switches.{switch.name}"):
             builder.switch(switch.name, subnet=switch.subnet, subnet6=switch.subnet6)
     for link in spec.links:
         with _at(spec, link.place):
-            _link(builder, spec, link)
+            _link(builder, spec, link, None if detached else link.impair)
+        if detached and link.impair:
+            a, b = link.endpoints
+            later.impairments += [(a, b, dict(values)) for values in link.impair]
     for node in spec.nodes.values():
         for i, route in enumerate(node.routes):
             with _at(spec, f"nodes.{node.name}.routes[{i}]"):
@@ -152,9 +168,10 @@ def _node(builder: TopologyBuilder, node: NodeDecl, detached: bool) -> list[Deta
     return []
 
 
-def _link(builder: TopologyBuilder, spec: LabSpec, link: LinkDecl) -> None:
+def _link(builder: TopologyBuilder, spec: LabSpec, link: LinkDecl,
+          impairments: tuple[Mapping[str, Any], ...] | None) -> None:
     ends = link.endpoints
-    impair = _given(impair=[dict(i) for i in link.impair])
+    impair = _given(impair=[dict(i) for i in impairments or ()])
     if len(ends) == 1:
         (node,) = ends
         address, _, prefix = link.ip.get(node, "172.16.0.10/24").partition("/")
@@ -250,3 +267,32 @@ def check(topo: Topology, spec: LabSpec, timeout: float = 1.0) -> LabCheck:
                                for pair, _, observed in matrix.differences(expected)]
     result.seconds = time.perf_counter() - started
     return result
+
+
+# -- faults, as a lab's record keeps them ----------------------------------------------------
+
+
+def faults_of(topo: Topology) -> dict[str, Any]:
+    """What is impaired or partitioned now, as JSON data that `restore_faults` takes back:
+    `{"impairments": {"a<->b": {"a->b": {"delay": 0.02}}}, "partitions": [...]}`."""
+    state = topo.fault_state
+    if state is None:
+        return {}
+    impairments = {}
+    for faults in state.links():
+        current = {name: imp.as_dict() for name, imp in faults.current().items()}
+        if current:
+            impairments["<->".join(faults.names)] = current
+    partitions = [{"groups": [list(g) for g in p.groups], "oneway": p.oneway}
+                  for p in state.active_partitions()]
+    return {"impairments": impairments, "partitions": partitions}
+
+
+def restore_faults(topo: Topology, faults: Mapping[str, Any]) -> None:
+    """Set again what `faults_of` wrote down (on a topology that has no fault yet)."""
+    for pair, directions in (faults.get("impairments") or {}).items():
+        link = topo.link(*pair.split("<->"))
+        for direction, values in directions.items():
+            link.impair(direction=direction, **values)
+    for part in faults.get("partitions") or []:
+        topo.partition(*part["groups"], oneway=bool(part["oneway"]))
