@@ -522,6 +522,8 @@ def test_impair_partition_and_heal_from_the_shell(lab: Lab) -> None:
     assert rtt_ms(lab.busybox("client", "ping", "-c", "3", "-W", "3", web)) >= 80
     link = next(ln for ln in lab.info()["links"] if set(ln["endpoints"]) == {"client", "lan"})
     assert link["impairment"] == {"client->lan": {"delay": 0.04}, "lan->client": {"delay": 0.04}}
+    dot = lab.run("graph", lab.file, "--format", "dot").stdout
+    assert "client->lan 40 ms; lan->client 40 ms" in dot, dot
     # one direction more, from another process: the first impairment stays
     lab.run("impair", lab.file, "web", "dmz", "--delay", "30ms", "--direction", "web->dmz")
     assert rtt_ms(lab.busybox("client", "ping", "-c", "3", "-W", "3", web)) >= 110
@@ -538,6 +540,8 @@ def test_impair_partition_and_heal_from_the_shell(lab: Lab) -> None:
     assert lab.info()["partitions"] == [{"groups": [["client"], ["web", "r1", "db"]],
                                          "oneway": False}]
     assert "partitioned: [client] | [web, r1, db]" in lab.run("inspect", lab.file).stdout
+    assert 'label="partition [client] | [web, r1, db]"' in lab.run(
+        "graph", lab.file, "--format", "dot").stdout
     lab.run("heal", lab.file)
     assert "1 packets received" in lab.busybox("client", "ping", "-c", "1", "-W", "3", web)
     lab.run("check", lab.file)

@@ -26,6 +26,7 @@ from .command import Command
 
 if TYPE_CHECKING:
     from ..lifecycle.labs import Lab
+    from ..report.diagram import Diagram
     from ..topology.labfile import LabSpec
     from ..topology.topology import Topology
 
@@ -290,7 +291,7 @@ def graph(args: argparse.Namespace) -> int:
     name, spec = _target(args.file)
     lab = find(name)
     if lab is not None and lab.state == "up":
-        picture = build([_topology(lab)], [], {})
+        picture = _with_faults(build([_topology(lab)], [], {}), lab)
     else:
         picture = from_lab(spec if spec is not None else load(args.file))
     if args.format == "mermaid":
@@ -305,6 +306,37 @@ def graph(args: argparse.Namespace) -> int:
         with open(args.output, "wb") as f:
             f.write(text)
     return 0
+
+
+def _with_faults(picture: Diagram, lab: Lab) -> Diagram:
+    """The lab's faults, as its record says them, drawn as the failure report draws them
+    (another process set them: this one's topology knows nothing of them)."""
+    import dataclasses
+
+    from ..kernel.impairment import Impairment
+    from ..report.diagram import Edge, node_id
+
+    faults = lab.record.get("faults") or {}
+    impaired: dict[frozenset[str], str] = {}
+    for pair, directions in (faults.get("impairments") or {}).items():
+        a, b = pair.split("<->")
+        impaired[frozenset((node_id(0, a), node_id(0, b)))] = "; ".join(
+            f"{d} {Impairment.parse(**v).describe()}" for d, v in directions.items())
+    edges = []
+    for edge in picture.edges:
+        summary = impaired.get(frozenset((edge.src, edge.dst)), "")
+        if summary and edge.style == "link":
+            label = f"{edge.label}\n{summary}" if edge.label else summary
+            edge = dataclasses.replace(edge, label=label, style="impaired")
+        edges.append(edge)
+    for part in faults.get("partitions") or []:
+        firsts = [node_id(0, group[0]) for group in part["groups"]]
+        sep = " -> " if part["oneway"] else " | "
+        label = "partition " + sep.join(f"[{', '.join(g)}]" for g in part["groups"])
+        pairs = ([(firsts[0], f) for f in firsts[1:]] if part["oneway"]
+                 else [(a, b) for n, a in enumerate(firsts) for b in firsts[n + 1:]])
+        edges += [Edge(a, b, label, "cut1" if part["oneway"] else "cut") for a, b in pairs]
+    return dataclasses.replace(picture, edges=edges)
 
 
 def _svg(dot: str, render: Callable[[str, str], str | None]) -> bytes:
