@@ -11,6 +11,7 @@ traceback would only bury that paragraph. The lab commands (`up`, `down`,
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -101,6 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         run: Callable[[argparse.Namespace], int] = args.run
         return run(args)
+    except BrokenPipeError:  # the reader went away (`| head`): what is done is done
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except NetnsError as exc:
         text = " ".join(str(exc).split())  # one paragraph, whatever the message holds
         print(f"pytest-netns {args.command}: {type(exc).__name__}: {text}", file=sys.stderr)
