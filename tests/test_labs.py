@@ -288,7 +288,11 @@ def test_a_second_up_is_refused_naming_the_lab(lab: Lab) -> None:
     assert err.startswith(f"pytest-netns up: LabStateError: lab {lab.name} (up, ")
     assert f"session {session}" in err and f"pytest-netns down {lab.name}" in err
     assert err.count("\n") == 1 and "Traceback" not in err
-    assert traces(session) == before and pid_traces(proc.pid) == set()
+    # (an older pytest-netns on this host may drop a kept session's reservations
+    # meanwhile: it treats the lab's as a dead process's; only objects count here)
+    objects = {line for line in before if not line.startswith("subnet ")}
+    assert {line for line in traces(session) if not line.startswith("subnet ")} == objects
+    assert pid_traces(proc.pid) == set()
 
 
 def test_exec_without_a_command_is_a_shell(lab: Lab) -> None:
