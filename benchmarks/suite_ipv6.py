@@ -131,7 +131,6 @@ def dad(ctx: Context) -> None:
 
 def exec_cost(ctx: Context) -> None:
     """A command in a namespace node, with its private /etc/hosts and without."""
-    from pytest_netns.nodes.process import communicate, popen_in
     from pytest_netns.topology import recipes
     from pytest_netns.topology.builder import TopologyBuilder
 
@@ -145,7 +144,7 @@ def exec_cost(ctx: Context) -> None:
             assert code == 0
 
         def without() -> None:  # the fork pytest-netns made before names existed
-            code, _ = communicate(popen_in(node.handle, ["true"]), 30)
+            code, _ = node.handle.run(["true"])
             assert code == 0
 
         samples = interleave(ctx.rounds * 3, 5, names=with_hosts, plain=without)

@@ -5,7 +5,7 @@ pytest_netns`, which pytest does for every run where the plugin is
 installed, loads no other module and makes no system call.
 
 The package is layered, each layer importing only from those before it:
-`errors`, `ownership`, `choices` (the base); `kernel` (namespaces, netlink);
+`errors`, `ownership`, `choices`, `units` (the base); `kernel` (namespaces, netlink);
 `nodes` (containers, namespaces, the host); `probes`; `topology` (describe,
 plan, build); `report` (failure reports, captures, diagrams); `lifecycle`
 (session start and end, crash recovery); and at the top the pytest `plugin`,
@@ -19,6 +19,18 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
     from .errors import (
+        BackgroundOutputWarning as BackgroundOutputWarning,
+    )
+    from .errors import (
+        CommandFailedError as CommandFailedError,
+    )
+    from .errors import (
+        CommandNotFoundError as CommandNotFoundError,
+    )
+    from .errors import (
+        CommandStartError as CommandStartError,
+    )
+    from .errors import (
         ContainerError as ContainerError,
     )
     from .errors import (
@@ -28,10 +40,16 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
         EgressError as EgressError,
     )
     from .errors import (
+        ExecTimeoutError as ExecTimeoutError,
+    )
+    from .errors import (
         HostnameError as HostnameError,
     )
     from .errors import (
         ImageError as ImageError,
+    )
+    from .errors import (
+        ImpairmentError as ImpairmentError,
     )
     from .errors import (
         InterfaceNameError as InterfaceNameError,
@@ -43,6 +61,12 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
         InvalidArgumentError as InvalidArgumentError,
     )
     from .errors import (
+        InvalidCommandError as InvalidCommandError,
+    )
+    from .errors import (
+        InvalidImpairmentError as InvalidImpairmentError,
+    )
+    from .errors import (
         InvalidProbeError as InvalidProbeError,
     )
     from .errors import (
@@ -50,6 +74,12 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
     )
     from .errors import (
         IPv6UnavailableError as IPv6UnavailableError,
+    )
+    from .errors import (
+        LabFileError as LabFileError,
+    )
+    from .errors import (
+        LabStateError as LabStateError,
     )
     from .errors import (
         MissingToolError as MissingToolError,
@@ -76,6 +106,9 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
         TopologyBuildError as TopologyBuildError,
     )
     from .errors import (
+        UnsupportedImpairmentError as UnsupportedImpairmentError,
+    )
+    from .errors import (
         UnsupportedKindError as UnsupportedKindError,
     )
     from .errors import (
@@ -89,6 +122,7 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
     )
     from .nodes.container import ContainerNode as ContainerNode
     from .nodes.namespace import NamespaceNode as NamespaceNode
+    from .nodes.process import ExecResult as ExecResult
     from .nodes.process import Process as Process
     from .probes.api import (
         assert_reachable as assert_reachable,
@@ -98,6 +132,9 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
     )
     from .probes.api import (
         ping as ping,
+    )
+    from .probes.api import (
+        ping_stats as ping_stats,
     )
     from .probes.api import (
         probe as probe,
@@ -118,6 +155,7 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
         reachability_matrix as reachability_matrix,
     )
     from .probes.result import ProbeResult as ProbeResult
+    from .probes.series import PingStats as PingStats
     from .topology.builder import TopologyBuilder as TopologyBuilder
     from .topology.factories import (
         BridgedPairFactory as BridgedPairFactory,
@@ -129,11 +167,16 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
         IsolatedContainerFactory as IsolatedContainerFactory,
     )
     from .topology.factories import (
+        LabFactory as LabFactory,
+    )
+    from .topology.factories import (
         NatUplinkFactory as NatUplinkFactory,
     )
     from .topology.factories import (
         TopologyFactory as TopologyFactory,
     )
+    from .topology.faults import Flapping as Flapping
+    from .topology.faults import Partition as Partition
     from .topology.links import Link as Link
     from .topology.recipes import (
         BridgedPair as BridgedPair,
@@ -155,26 +198,35 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
 # public name -> the module that defines it
 _WHERE = {
     **dict.fromkeys(
-        ["ContainerError", "DockerUnavailableError", "EgressError", "HostnameError",
-         "ImageError", "IPv6UnavailableError",
-         "InterfaceNameError", "InvalidAddressError", "InvalidArgumentError",
-         "InvalidProbeError", "InvalidTopologyError", "MissingToolError", "NetnsError",
+        ["BackgroundOutputWarning", "CommandFailedError", "CommandNotFoundError",
+         "CommandStartError", "ContainerError", "DockerUnavailableError", "EgressError",
+         "ExecTimeoutError", "HostnameError", "ImageError", "ImpairmentError",
+         "IPv6UnavailableError", "InterfaceNameError", "InvalidAddressError",
+         "InvalidArgumentError", "InvalidCommandError", "InvalidImpairmentError",
+         "InvalidProbeError", "InvalidTopologyError", "LabFileError", "LabStateError",
+         "MissingToolError", "NetnsError",
          "NodeClosedError", "NotPermittedError", "SubnetExhaustedError", "SubnetOverlapError",
-         "SubnetTooSmallError", "TopologyBuildError", "UnsupportedKindError",
+         "SubnetTooSmallError", "TopologyBuildError", "UnsupportedImpairmentError",
+         "UnsupportedKindError",
          "VerificationError"], "errors"),
     "Interface": "nodes.base",
     "Node": "nodes.base",
     "ContainerNode": "nodes.container",
     "NamespaceNode": "nodes.namespace",
+    "ExecResult": "nodes.process",
     "Process": "nodes.process",
-    **dict.fromkeys(["assert_reachable", "assert_unreachable", "ping", "probe", "probe_tcp",
-                     "probe_udp", "wait_for_tcp"], "probes.api"),
+    **dict.fromkeys(["assert_reachable", "assert_unreachable", "ping", "ping_stats", "probe",
+                     "probe_tcp", "probe_udp", "wait_for_tcp"], "probes.api"),
     "ReachabilityMatrix": "probes.matrix",
     "reachability_matrix": "probes.matrix",
     "ProbeResult": "probes.result",
+    "PingStats": "probes.series",
     "TopologyBuilder": "topology.builder",
+    "Flapping": "topology.faults",
+    "Partition": "topology.faults",
     **dict.fromkeys(["BridgedPairFactory", "HostOnlyLinkFactory", "IsolatedContainerFactory",
-                     "NatUplinkFactory", "TopologyFactory"], "topology.factories"),
+                     "LabFactory", "NatUplinkFactory", "TopologyFactory"],
+                    "topology.factories"),
     "Link": "topology.links",
     **dict.fromkeys(["BridgedPair", "HostOnlyLink", "IsolatedContainer", "NatUplink"],
                     "topology.recipes"),

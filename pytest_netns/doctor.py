@@ -103,20 +103,6 @@ def _try(fn: Callable[[], object]) -> str | None:
     return None
 
 
-def _netem(netns: Netns, ifname: str) -> None:
-    def run() -> None:
-        from pyroute2 import IPRoute
-        from pyroute2.netlink.exceptions import NetlinkError
-
-        with IPRoute() as ip:
-            try:
-                ip.tc("add", "netem", ip.link_lookup(ifname=ifname)[0], handle="1:", delay=1000)
-            except NetlinkError as exc:
-                raise OSError(exc.code, f"tc qdisc add netem: {os.strerror(exc.code)}") from None
-
-    netns.call(run)
-
-
 def check_kernel() -> list[Check]:
     """Drivers, netem and NAT, each tried inside one unpinned namespace."""
     try:
@@ -153,12 +139,7 @@ def _kernel_checks(netns: Netns, nl: Netlink) -> list[Check]:
                   else Check("ifb driver", MISSING, "isolated_container falls back to a parked "
                              "veth; nothing to do"))
     if veth is not None:
-        return [*checks, *(Check(n, UNCHECKED, "needs a veth to try it on")
-                           for n in ("netem", "nftables"))]
-    netem = _try(lambda: _netem(netns, "dr-veth0"))
-    checks.append(Check("netem", OK, "latency/loss shaping works") if netem is None else
-                  Check("netem", MISSING, "latency/loss shaping unavailable; tests that need it "
-                        "are skipped (load sch_netem, e.g. from linux-modules-extra)"))
+        return [*checks, Check("nftables", UNCHECKED, "needs a veth to try it on")]
     tool: list[str] = []
     nat = _try(lambda: tool.append(enable_masquerade(netns.run, "pytest_netns_doctor",
                                                      "dr-veth0")))
@@ -174,6 +155,27 @@ def _kernel_checks(netns: Netns, nl: Netlink) -> list[Check]:
 
 
 # -- the host's firewall (read only) and the subnet pool ------------------------
+
+
+def check_faults() -> list[Check]:
+    """Which mechanism serves each fault here: the same answer the faults use (tried once)."""
+    from .kernel.impairment import capabilities
+
+    caps = capabilities()
+    checks = [Check("netem", OK, "present: delay, jitter, loss, duplicate, corrupt and reorder "
+                    "use it") if caps.netem else
+              Check("netem", MISSING, "absent: delay, jitter, loss, duplicate, corrupt and "
+                    "reorder use pytest-netns's forwarder process instead; nothing to do")]
+    for name, covers, what, needs in (
+            ("impairments", "delay, jitter, loss, duplicate, corrupt, reorder", "delay",
+             "sch_netem, or clsact + cls_bpf + act_mirred for the forwarder"),
+            ("rate limits", "rate", "rate", "sch_tbf"),
+            ("cuts, partitions", "down/up, flapping, partitions", "partition",
+             "clsact (sch_ingress) + cls_bpf")):
+        mechanism = caps.mechanism(what)
+        checks.append(Check(name, OK, f"{covers}: {mechanism}") if mechanism else
+                      Check(name, MISSING, f"{covers} unavailable: needs {needs}"))
+    return checks
 
 
 def check_br_netfilter() -> Check:
@@ -238,6 +240,7 @@ def run_checks() -> list[Check]:
     checks = [privileges, *check_docker()]
     if privileges.status == OK:
         checks += check_kernel()
+        checks += check_faults()
     else:
         checks += [Check(n, UNCHECKED, "trying it in a throwaway namespace needs the "
                          "privileges above")

@@ -5,7 +5,8 @@ the namespace name, a container label, a firewall table name), so that a
 sweep can tell a dead session's leftovers from a live session's objects
 without ever deleting by a name pattern alone. Live sessions register in
 the state directory; sessions whose topologies are kept for debugging leave
-a marker there that sweeps respect.
+a marker there that sweeps respect. A lab (`pytest-netns up`) is such a kept
+session, with a record of its own that later commands read.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ import contextlib
 import itertools
 import json
 import os
-import secrets
 import threading
 
 STATE_DIR = "/run/pytest-netns"
 SESSIONS_DIR = os.path.join(STATE_DIR, "sessions")
 KEPT_DIR = os.path.join(STATE_DIR, "kept")
+LABS_DIR = os.path.join(STATE_DIR, "labs")
+LAB_RECORD = "lab.json"
+#: per session, the processes it started in namespaces it does not own (nodes/ledger.py)
+PROCESSES_DIR = os.path.join(STATE_DIR, "processes")
 ALIAS_PREFIX = "pytest-netns:"
 NETNS_PREFIX = "pytest-netns-"
 CONTAINER_LABEL = "pytest-netns.session"
@@ -31,7 +35,7 @@ class Session:
     """Identity and name source for one pytest process (one xdist worker)."""
 
     def __init__(self, sid: str | None = None) -> None:
-        self.id = sid or secrets.token_hex(3)
+        self.id = sid or os.urandom(3).hex()  # (secrets would import hashlib for this)
         self.pid = os.getpid()
         self._counter = itertools.count()
         self._lock = threading.Lock()
@@ -49,6 +53,12 @@ class Session:
     def next_number(self) -> int:
         with self._lock:
             return next(self._counter)
+
+    def numbers_from(self, first: int) -> None:
+        """Number names from `first` on: another process of the same session (a lab's
+        later commands) names its objects apart from those it already has."""
+        with self._lock:
+            self._counter = itertools.count(first)
 
     def ifname(self, tag: str = "") -> str:
         """A root-namespace interface name unique across sessions, <= 15 chars."""
@@ -74,8 +84,16 @@ class Session:
             f.write(f"{self.pid} {process_start(self.pid) or 0}")
 
     def unregister(self) -> None:
+        """A clean end: the session is no longer live, and nothing it started is left."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(SESSIONS_DIR, self.id))
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.ledger_path)
+
+    @property
+    def ledger_path(self) -> str:
+        """Where the processes it starts in namespaces it does not own are written down."""
+        return os.path.join(PROCESSES_DIR, f"{self.id}-{self.pid}")
 
 
 def process_start(pid: int) -> int | None:
@@ -183,3 +201,46 @@ def mark_kept(session: Session, objects: list[str] | None = None) -> str:
 
 def is_kept(session_id: str) -> bool:
     return os.path.exists(os.path.join(KEPT_DIR, session_id))
+
+
+def unmark_kept(session_id: str) -> None:
+    """Drop a kept marker (a lab whose build failed and was taken down at once)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(KEPT_DIR, session_id))
+
+
+# -- labs: kept sessions with a record under LABS_DIR/<name>/ --------------------------
+
+
+def lab_dir(name: str) -> str:
+    return os.path.join(LABS_DIR, name)
+
+
+def read_lab(name: str) -> dict[str, object] | None:
+    """A lab's record; None if there is none (or it is being written for the first time)."""
+    try:
+        with open(os.path.join(lab_dir(name), LAB_RECORD)) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_lab(name: str, record: dict[str, object]) -> None:
+    """Replace a lab's record atomically (readers see the old one or the new one)."""
+    path = os.path.join(lab_dir(name), LAB_RECORD)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(record, f, indent=1)
+    os.replace(tmp, path)
+
+
+def lab_names() -> list[str]:
+    return [n for n in listdir(LABS_DIR) if os.path.isdir(lab_dir(n))]
+
+
+def remove_lab(name: str) -> None:
+    """Delete a lab's record and logs (the lab's objects are a sweep's business)."""
+    import shutil
+
+    shutil.rmtree(lab_dir(name), ignore_errors=True)

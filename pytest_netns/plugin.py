@@ -8,6 +8,7 @@ the plugin loads, so a test run that uses no topology pays nothing for it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Generator, Iterator
 from contextlib import AbstractContextManager, ExitStack
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
         BridgedPairFactory,
         HostOnlyLinkFactory,
         IsolatedContainerFactory,
+        LabFactory,
         NatUplinkFactory,
         TopologyFactory,
     )
@@ -297,6 +299,29 @@ def make_topology(
         return TopologyBuilder(backend=backend or netns_backend, image=image or netns_image,
                                command=command, session=netns_session, verify=verify,
                                label=label, listener=_netns_networks, ipv6=ipv6)
+
+    return factory
+
+
+@pytest.fixture
+def make_lab(make_topology: TopologyFactory, pytestconfig: pytest.Config) -> LabFactory:
+    """Factory: `make_lab(path)` builds the lab file at `path` and returns its Topology.
+
+    The file's `expect:` is proved right after the build; a difference fails
+    the test with the usual report. The backend is, first to last: `backend=`,
+    --netns-backend when given, the file's `backend:`, then `netns_backend`.
+    Closed when the test ends.
+    """
+    from .topology.labs import build
+
+    option = str(pytestconfig.getoption("--netns-backend"))
+
+    def factory(path: str | os.PathLike[str], *, backend: str | None = None,
+                image: str | None = None, verify: bool = True, check: bool = True) -> Topology:
+        __tracebackhide__ = True
+        chosen = backend or (option if option != "auto" else None)
+        return build(path, make_topology, backend=chosen, image=image, verify=verify,
+                     check_expect=check)
 
     return factory
 

@@ -16,3 +16,13 @@ setpriv --inh-caps=-all --bounding-set=-all $py -m pytest tests/unit -p no:xdist
 $py -m pytest tests -n 2 --ignore=tests/unit "$@"
 $py -m pytest examples --netns-backend=docker "$@"
 $py -m pytest examples --netns-backend=namespace -m "not netns_docker" "$@"
+# the three-tier lab from the command line, as a CI job checks isolation: up, check, down
+# (down runs whatever happens, and must leave nothing behind)
+lab=examples/labs/three-tier.yaml
+for backend in namespace docker; do
+    trap '.venv/bin/pytest-netns down "$lab"' EXIT
+    .venv/bin/pytest-netns up "$lab" --backend "$backend"
+    .venv/bin/pytest-netns check "$lab"
+    .venv/bin/pytest-netns down "$lab"
+    trap - EXIT
+done

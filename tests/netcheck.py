@@ -133,3 +133,45 @@ def forwarding_sysctls() -> dict[str, str]:
         with open("/proc/sys/" + name) as f:
             values[name] = f.read().strip()
     return values
+
+
+def netns_identity(netns: str) -> tuple[int, int]:
+    """(st_dev, st_ino) of a namespace file: it still names the namespace after its
+    /run/netns entry is gone, for as long as any process keeps it alive."""
+    st = os.stat(netns)
+    return st.st_dev, st.st_ino
+
+
+def processes_in(netns: str | tuple[int, int]) -> dict[int, str]:
+    """{pid: command line} of every process whose network namespace is `netns`
+    (a namespace file, or its `netns_identity`).
+
+    Read straight from /proc (the namespace's inode against each process's
+    /proc/PID/ns/net), not through the library's process tracking.
+    """
+    wanted = netns_identity(netns) if isinstance(netns, str) else netns
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            st = os.stat(f"/proc/{entry}/ns/net")
+            if (st.st_dev, st.st_ino) != wanted:
+                continue
+            with open(f"/proc/{entry}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    continue
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                found[int(entry)] = f.read().replace(b"\0", b" ").decode().strip()
+        except (OSError, IndexError):  # gone, or hidden from us (EACCES on /proc/1)
+            continue
+    return found
+
+
+def running(netns: str | tuple[int, int], command: str) -> list[int]:
+    """Processes in the namespace whose command line is exactly `command`.
+
+    Exact, so that the shell that started a command (whose -c argument
+    contains it) is not mistaken for the command itself.
+    """
+    return [pid for pid, line in processes_in(netns).items() if line == command]

@@ -7,6 +7,7 @@ throwaway namespace (`unshare -n`), so a doctor that guesses is caught.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import re
 import shlex
@@ -21,6 +22,7 @@ import pytest
 from test_errors import NOBODY, ip_json, kernel_has
 
 from conftest import need_docker
+from pytest_netns import ownership
 from pytest_netns.ownership import Session
 
 SCRIPT = str(Path(sys.executable).with_name("pytest-netns"))
@@ -67,6 +69,10 @@ KERNEL = {  # what iproute2, tc and nft can do in a throwaway namespace, check b
     "dummy driver": "ip link add d0 type dummy",
     "ifb driver": "ip link add i0 type ifb",
     "netem": "ip link add v0 type veth peer name v1 && tc qdisc add dev v0 root netem delay 1ms",
+    "rate limits": "ip link add v0 type veth peer name v1 && "
+                   "tc qdisc add dev v0 root tbf rate 1mbit burst 32kbit latency 50ms",
+    "cuts, partitions": "ip link add v0 type veth peer name v1 && tc qdisc add dev v0 clsact && "
+                        "tc filter add dev v0 ingress bpf da bytecode '1,6 0 0 2,'",
     "nftables": "nft add table ip t && nft add chain ip t c "
                 "'{ type nat hook postrouting priority 100 ; }' && nft add rule ip t c masquerade",
 }
@@ -85,7 +91,16 @@ def test_doctor_agrees_with_iproute2() -> None:
     if found["dummy driver"][0] == "missing":
         assert "falls back to ifb; nothing to do" in found["dummy driver"][1]
     if found["netem"][0] == "missing":
-        assert "latency/loss shaping unavailable" in found["netem"][1]
+        assert "use pytest-netns's forwarder process instead" in found["netem"][1]
+        # the forwarder steals frames with a bpf filter and mirred, as tc can show
+        forwarder = kernel_has("ip link add v0 type veth peer name v1 && tc qdisc add dev v0 "
+                               "clsact && tc filter add dev v0 egress bpf bytecode "
+                               "'1,6 0 0 4294967295,' action mirred egress redirect dev v1")
+        assert found["impairments"][0] == ("ok" if forwarder else "missing")
+        assert "forwarder process" in found["impairments"][1] or not forwarder
+    else:
+        assert found["impairments"] == ("ok", found["impairments"][1])
+        assert "netem" in found["impairments"][1]
     assert done.stdout.rstrip().splitlines()[-1].startswith("verdict: usable")
     # every check line puts its status and detail in the same columns
     columns = {line.index("—") for line in done.stdout.splitlines() if CHECK_LINE.match(line)}
@@ -221,6 +236,48 @@ def test_cleanup_leaves_a_live_session_alone(
     # (subnets that dead processes of any session held are released on every run)
     assert netns_session.id not in done.stdout and link.host_iface not in done.stdout
     assert session_objects(netns_session.id, link.host_iface) == before
+
+
+def test_cleanup_of_one_session_releases_only_its_subnets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11: `cleanup --session X` also released other dead sessions' subnets.
+
+    In a reservation file of this test's own: other pytest-netns processes on
+    this host (other versions among them) free dead entries of the shared
+    one whenever they allocate. `cleanup` prints exactly what `sweep` returns.
+    """
+    from pytest_netns.lifecycle.reaper import sweep
+    from pytest_netns.topology import subnets
+
+    monkeypatch.setattr(subnets, "RESERVATIONS", str(tmp_path / "subnets.json"))
+    dead_pid = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    x, y, z = Session(), Session(), Session()
+    entries = {"10.252.0.0/24": {"pid": int(dead_pid), "owner": f"{x.id}:crashed",
+                                 "session": x.id},
+               "10.252.1.0/24": {"pid": int(dead_pid), "owner": f"{y.id}:crashed"},
+               "10.252.2.0/24": {"pid": int(dead_pid), "owner": f"{z.id}:kept"}}
+    with subnets._locked_reservations() as table:
+        table.update(entries)
+    ownership.mark_kept(z)
+    try:
+        lines = sweep(include_kept=True, session_id=x.id)
+        assert [ln for ln in lines if "subnet" in ln] == [
+            f"released subnet 10.252.0.0/24 ({x.id}:crashed, pid {dead_pid})"]
+        with subnets._locked_reservations() as table:
+            assert sorted(table) == ["10.252.1.0/24", "10.252.2.0/24"]
+        # an automatic sweep leaves a kept session's subnets: its topologies are still up
+        sweep(session_id=y.id)
+        sweep(session_id=z.id)
+        with subnets._locked_reservations() as table:
+            assert sorted(table) == ["10.252.2.0/24"]
+        assert ipaddress.ip_network("10.252.2.0/24") in subnets.live_reservations()
+        lines = sweep(include_kept=True, session_id=z.id)
+        assert f"released subnet 10.252.2.0/24 ({z.id}:kept, pid {dead_pid})" in lines
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(ownership.KEPT_DIR, z.id))
 
 
 def test_cleanup_without_privileges() -> None:

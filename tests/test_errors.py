@@ -512,6 +512,22 @@ def test_unknown_backend(make_topology: Any) -> None:
                   "expected one of")
 
 
+@pytest.mark.parametrize("name", ["my node", "nœud-ü", "-a", "a/b", "x" * 64, "", 5, "host"])
+def test_a_node_name_docker_would_refuse(
+    make_topology: Any, clean: Callable[[], None], name: object
+) -> None:
+    """Issue 11 #9: accepted, then "Invalid container name" at build(); now refused up front,
+    with one rule on both backends."""
+    t = make_topology()
+    raises_naming(InvalidTopologyError, name, lambda: t.node(name))
+    if name != "":  # a switch without a name gets one
+        raises_naming(InvalidTopologyError, name, lambda: t.switch(name))
+    raises_naming(InvalidTopologyError, name, lambda: t.router(name))
+    clean()
+    t.node("ok-name_1.x")
+    assert t.build()["ok-name_1.x"].name == "ok-name_1.x"
+
+
 # -- without root or CAP_NET_ADMIN -------------------------------------------------
 
 BUILD_SCRIPT = """

@@ -306,3 +306,30 @@ def test_containers_carry_the_session_label(bridged_pair: BridgedPair, docker_on
         assert node.container.labels["pytest-netns.session"] == current_session().id
         assert node.container.attrs["HostConfig"]["NetworkMode"] == "none"
         assert node.container.attrs["HostConfig"]["Init"] is True
+
+
+REUSE = '''
+import pytest
+
+
+@pytest.mark.parametrize("n", range(4))
+def test_same_subnet_and_host_iface(make_host_only_link, n):
+    first = make_host_only_link(subnet="{subnet}", host_iface="{iface}")
+    assert (first.host_iface, first.subnet) == ("{iface}", "{subnet}")
+    first.close()
+    again = make_host_only_link(subnet="{subnet}", host_iface="{iface}")
+    assert (again.host_ip, again.host_iface) == (first.host_ip, "{iface}")
+'''
+
+
+def test_a_fixed_subnet_and_host_iface_are_free_at_once_after_close_and_in_the_next_test(
+    pytester: pytest.Pytester, netns_backend: str
+) -> None:
+    """Issue 11 #12: 2-3 of 4 sequential tests with the same subnet= failed (SubnetOverlapError),
+    and host_iface= after close() said "already exists"."""
+    subnet = f"10.253.{int.from_bytes(os.urandom(1), 'big')}.0/24"  # no other test's
+    iface = f"fd{os.urandom(3).hex()}"
+    pytester.makepyfile(test_reuse=REUSE.format(subnet=subnet, iface=iface))
+    result = pytester.runpytest_subprocess(f"--netns-backend={netns_backend}", "-p",
+                                           "no:cacheprovider", "-p", "no:xdist")
+    result.assert_outcomes(passed=4)

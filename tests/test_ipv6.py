@@ -237,8 +237,11 @@ def test_without_ipv6_nodes_have_no_ipv6_on_either_backend(make_bridged_pair: An
 
 def test_addresses_work_the_moment_build_returns(make_bridged_pair: Any) -> None:
     pair = make_bridged_pair(ipv6=True, verify=False)
-    code, out = busybox(pair.a, "ping", "-6", "-c", "1", "-W", "1", pair.b_ip6)
-    assert code == 0, out  # the very first packet: no address was still tentative
+    for node in (pair.a, pair.b):  # duplicate address detection would hold them for ~1-2 s
+        seen = iproute_json(node.netns, "-6", "addr")
+        assert not [a for ln in seen for a in ln["addr_info"] if a.get("tentative")], seen
+    code, out = busybox(pair.a, "ping", "-6", "-c", "1", "-W", "5", pair.b_ip6)
+    assert code == 0, out  # the very first packet
 
 
 def test_two_ipv6_topologies_get_their_own_reserved_64(make_bridged_pair: Any) -> None:

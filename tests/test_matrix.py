@@ -18,7 +18,9 @@ from pytest_netns import (
     InvalidProbeError,
     NetnsError,
     ReachabilityMatrix,
+    probe,
     reachability_matrix,
+    wait_for_tcp,
 )
 from pytest_netns.probes.engine import PROBE_STATS, observers
 
@@ -204,3 +206,16 @@ def test_bad_matrix_input_names_the_value(kwargs: dict[str, Any], words: str) ->
     with pytest.raises(NetnsError) as raised:
         reachability_matrix(**kwargs)
     assert words in str(raised.value)
+
+
+def test_a_port_means_tcp_as_it_does_for_a_single_probe(make_bridged_pair: Any) -> None:
+    """Issue 11 #13: `reachability_matrix(nodes, port=80)` raised "ICMP has no ports"."""
+    pair = make_bridged_pair()
+    server = pair.b.spawn(["busybox", "nc", "-ll", "-p", "80", "-e", "busybox", "cat"])
+    assert wait_for_tcp(pair.a, pair.b, 80).ok
+    matrix = reachability_matrix([pair.a, pair.b], port=80)
+    assert matrix.proto == "tcp" and matrix.port == 80
+    assert matrix[(pair.a, pair.b)].state == "open"
+    assert matrix[(pair.b, pair.a)].state == "closed"  # nothing listens on a
+    assert matrix[(pair.a, pair.b)].service == probe(pair.a, pair.b, port=80).service == "tcp/80"
+    server.stop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -22,6 +23,8 @@ from typing import Any
 import pytest
 
 from pytest_netns import (
+    HOST,
+    CommandNotFoundError,
     EgressError,
     InvalidAddressError,
     InvalidProbeError,
@@ -316,8 +319,8 @@ def test_a_container_without_any_tools_is_probeable(
     t.expect(x, y, sw)  # self-verification probes from inside the bare container too
     net = t.build()
     x_node, y_node = net["x"], net["y"]
-    code, _ = y_node.exec(["/bin/sh", "-c", "true"])
-    assert code != 0  # no shell: the image really is bare
+    with pytest.raises(CommandNotFoundError):  # no shell: the image really is bare
+        y_node.exec(["/bin/sh", "-c", "true"])
     assert ping(x_node, y_node).ok and ping(y_node, x_node).ok
     assert probe_tcp(x_node, y_node, 80).state == "closed"
     assert probe_udp(x_node, y_node, 53).state == "closed"
@@ -591,3 +594,36 @@ def _host() -> Node:
     from pytest_netns.nodes.host import host
 
     return host()
+
+
+def test_a_node_destination_is_its_address_on_a_segment_shared_with_the_source(
+    make_topology: Any,
+) -> None:
+    """Issue 11 #11: with `a` on a link to `b` and on one to the host,
+    `assert_reachable("host", net["a"])` probed a's first address (on a-b): EgressError."""
+    t = make_topology()
+    a, b = t.node("a"), t.node("b")
+    ab = t.connect(a, b)
+    ah = t.connect(a, HOST)
+    net = t.build()
+    assert net["a"].ip == net.ip_of("a", ab) != net.ip_of("a", ah)
+    assert assert_reachable("host", net["a"]).dst == net.ip_of("a", ah)
+    assert assert_reachable(net["b"], net["a"]).dst == net.ip_of(net["a"], ab)
+    assert net.ip_of("a", ah) == net.segments[ah].ip_of("a")
+
+
+def test_wait_for_tcp_is_one_line_of_the_report(make_bridged_pair: Any) -> None:
+    """Issue 11: its retries filled the failure report with about 190 "FAIL closed" lines."""
+    pair = make_bridged_pair()
+    seen: list[object] = []
+    observers.append(seen.append)
+    try:
+        never = wait_for_tcp(pair.a, pair.b, 9302, timeout=0.5)
+        pair.b.spawn(["busybox", "sh", "-c",
+                      "busybox sleep 0.5; busybox nc -ll -p 9301 -e busybox cat"])
+        late = wait_for_tcp(pair.a, pair.b, 9301)
+    finally:
+        observers.remove(seen.append)
+    assert seen == [never, late]
+    assert never.state == "closed" and re.search(r"; waited 0\.\d s: closed x\d+$", never.detail)
+    assert late.ok and re.search(r"; waited \d+\.\d s: closed x\d+, then open$", late.detail)

@@ -30,19 +30,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from netcheck import iproute_json
+from netcheck import iproute_json, netns_identity, running
 
 from conftest import need_docker
 from pytest_netns import ownership
 from pytest_netns.kernel.netns import NETNS_RUN_DIR, Netns, create_named_netns
+from pytest_netns.kernel.proctree import ProcessTree, netns_id
 from pytest_netns.lifecycle import hooks, reaper
 from pytest_netns.nodes.engine import remove_container
 from pytest_netns.nodes.host import host
 from pytest_netns.nodes.hosts import HOSTS_DIR
+from pytest_netns.nodes.ledger import ledger_for
 from pytest_netns.ownership import SESSIONS_DIR, Session, process_start
 from pytest_netns.topology.subnets import RESERVATIONS
 
 DEADLINE = 10.0  # seconds: the issue's definition of "nothing is left"
+NETSTATE = Path(__file__).resolve().parents[2] / "shared" / "tools" / "netstate"
 WATCHDOG_EXIT = 120.0  # liveness only: it exits after its passes (slow if Docker stalls)
 
 INNER = '''
@@ -58,18 +61,54 @@ def test_hold(make_bridged_pair, make_nat_uplink, make_host_only_link,
         make_nat_uplink(backend=backend, verify=False)
         make_host_only_link(backend=backend, verify=False)
     attached = os.environ.get("PN_ATTACH")
+    strays = []  # started where no namespace sweep or container removal reaches
     if attached:
         make_isolated_container(container=attached, iface="eth7", verify=False)
-        make_host_only_link(container=attached, iface="eth8", verify=False)
+        link = make_host_only_link(container=attached, iface="eth8", verify=False)
+        strays.append(link.node.spawn(["/bin/busybox", "sleep", "604"]).pid)
+        link.node.exec(["/bin/busybox", "sh", "-c", "busybox sleep 605 >/dev/null 2>&1 &"])
+    from pytest_netns.nodes.host import host
+    strays.append(host().spawn(["sleep", "603"]).pid)
     # a server left running inside a namespace node keeps that namespace alive
     node = make_isolated_container(backend="namespace", verify=False).node
     node.exec(["true"])  # the node's private hosts file exists from its first process on
     server = node.call(subprocess.Popen, ["sleep", "600"])
+    node.exec(["sh", "-c", "sleep 606 >/dev/null 2>&1 &"])
     if os.environ.get("PN_KEEP"):
         ownership.mark_kept(netns_session)
     wd = hooks.current_watchdog()
     info = {"sid": netns_session.id, "pid": os.getpid(), "watchdog": wd.pid,
-            "server": server.pid, "pytest_sid": os.getsid(0), "watchdog_sid": os.getsid(wd.pid)}
+            "server": server.pid, "strays": strays, "node_netns": node.netns,
+            "pytest_sid": os.getsid(0), "watchdog_sid": os.getsid(wd.pid)}
+    tmp = os.environ["PN_READY"] + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(info, f)
+    os.rename(tmp, os.environ["PN_READY"])
+    time.sleep(600)
+'''
+
+
+INNER_FAULTS = '''
+import json, os, time
+from pytest_netns.lifecycle import hooks
+
+
+def test_hold(make_bridged_pair, make_host_only_link, make_nat_uplink, netns_session):
+    topologies = []
+    for backend in os.environ["PN_BACKENDS"].split(","):
+        pair = make_bridged_pair(backend=backend, verify=False)
+        pair.topology.link(pair.a, "switch").impair(delay="50ms", loss=1, rate="10mbit")
+        pair.topology.partition([pair.a], [pair.b], oneway=True)
+        host = make_host_only_link(backend=backend, verify=False)
+        host.link.impair(delay="10ms", rate="5mbit")  # host->node: tbf and a sink in the host
+        host.topology.partition([host.node], ["host"])
+        nat = make_nat_uplink(backend=backend, verify=False)
+        nat.link.down()
+        topologies += [pair.topology, host.topology]
+    wd = hooks.current_watchdog()
+    info = {"sid": netns_session.id, "pid": os.getpid(), "watchdog": wd.pid,
+            "forwarders": [t.fault_state.forwarder_pid for t in topologies],
+            "host_ifaces": [host.host_iface]}
     tmp = os.environ["PN_READY"] + ".tmp"
     with open(tmp, "w") as f:
         json.dump(info, f)
@@ -166,8 +205,8 @@ def attached_container() -> Iterator[Any]:
 
 
 def start_held_session(tmp_path: Path, backends: str, attach: str | None = None,
-                       keep: bool = False, inner: str = INNER,
-                       ) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+                       keep: bool = False,
+                       inner: str = INNER) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     """Run the INNER pytest until its topologies are up; return it and what it reported."""
     test_file = tmp_path / "test_hold.py"
     test_file.write_text(textwrap.dedent(inner))
@@ -208,8 +247,12 @@ def kill_and_wait(proc: subprocess.Popen[bytes], info: dict[str, Any],
     while True:
         left = [x for x in session_objects(info["sid"], info["pid"], attached_pid, docker)
                 if x != record]
-        if info["server"] and process_running(info["server"]):
+        if info.get("server") and process_running(info["server"]):
             left.append(f"server process {info['server']}")
+        left += [f"process {pid} started in the host or an attached container"
+                 for pid in info.get("strays", []) if process_running(pid)]
+        left += [f"`{command}` left by exec" for netns, command in info.get("exec_left", [])
+                 if running(tuple(netns), command)]
         objects_gone = time.monotonic() - killed
         if not left or objects_gone > DEADLINE:
             break
@@ -233,7 +276,15 @@ def test_sigkill_mid_topology_leaves_nothing(
     backends = "docker,namespace" if docker else "namespace"
     proc, info = start_held_session(tmp_path, backends, attached.name if attached else None)
     attached_pid = int(attached.attrs["State"]["Pid"]) if attached else None
+    info["exec_left"] = [(netns_identity(info["node_netns"]), "sleep 606")]
+    if attached_pid:
+        info["exec_left"].append((netns_identity(f"/proc/{attached_pid}/ns/net"),
+                                  "busybox sleep 605"))
     try:
+        deadline = time.monotonic() + 10  # a shell's background child may still be starting
+        while not all(running(tuple(ns), cmd) for ns, cmd in info["exec_left"]):
+            assert time.monotonic() < deadline, info
+            time.sleep(0.05)
         before = session_objects(info["sid"], info["pid"], attached_pid, docker)
         assert any(b.startswith("netns ") for b in before), before
         assert any(b.startswith("host link ") for b in before), before
@@ -273,6 +324,54 @@ def test_sigkill_with_containers_started_ahead_leaves_nothing(tmp_path: Path) ->
     print(f"\n{len(before)} objects gone {objects:.2f} s after SIGKILL, "
           f"watchdog exited after {elapsed:.2f} s")
     assert not left, f"still there {DEADLINE:.0f} s after SIGKILL (or a watchdog later): {left}"
+
+
+@pytest.mark.parametrize("backends", ["namespace", "docker,namespace"])
+def test_sigkill_mid_impairment_leaves_nothing(backends: str, tmp_path: Path) -> None:
+    """Forwarders, qdisc-bearing links (ours in the host too), filters and namespaces all go.
+
+    Checked from outside: /proc for the forwarder processes, iproute2 for
+    the links and their qdiscs, the state directory, and netstate's view of
+    the whole host.
+    """
+    from pytest_netns.kernel.forwarder import PROCESS_NAME
+    from pytest_netns.nodes.ledger import read_ledger
+
+    if "docker" in backends:
+        need_docker()
+    proc, info = start_held_session(tmp_path, backends, inner=INNER_FAULTS)
+    sid = info["sid"]
+    try:
+        forwarders = info["forwarders"]
+        assert forwarders and all(process_running(pid) for pid in forwarders)
+        for pid in forwarders:
+            with open(f"/proc/{pid}/comm") as f:
+                assert f.read().strip() == PROCESS_NAME
+        host_iface = info["host_ifaces"][0]
+        qdiscs = subprocess.run(["tc", "qdisc", "show", "dev", host_iface], capture_output=True,
+                                text=True, check=True).stdout
+        assert "tbf" in qdiscs and "clsact" in qdiscs, qdiscs  # on our veth, in the host
+        sinks = [ln["ifname"] for ln in iproute_json(None, "link", "show")
+                 if str(ln.get("ifalias", "")).startswith(f"pytest-netns:{sid}:")
+                 and ln["ifname"] != host_iface and ln["ifname"].endswith("k")]
+        assert sinks, "the host->node sink veth lives in the host"
+        ledger = os.path.join(ownership.PROCESSES_DIR, f"{sid}-{info['pid']}")
+        assert set(forwarders) <= {tree.leader for tree, _ in read_ledger(ledger)}
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    objects, elapsed, left = kill_and_wait(proc, info, None, "docker" in backends)
+    left += [f"forwarder {pid}" for pid in info["forwarders"] if process_running(pid)]
+    left += [f"process ledger {n}" for n in ownership.listdir(ownership.PROCESSES_DIR)
+             if n.startswith(f"{sid}-")]
+    if NETSTATE.exists():  # the shared tool that compares the host before and after runs
+        netstate = subprocess.run([str(NETSTATE)], capture_output=True, text=True,
+                                  check=True).stdout
+        left += [f"netstate: {line}" for line in netstate.splitlines() if sid in line]
+    print(f"\n{backends}: faults gone {objects:.2f} s after SIGKILL, watchdog exited after "
+          f"{elapsed:.2f} s")
+    assert not left, f"still there after SIGKILL: {left}"
 
 
 def test_sigkill_of_a_kept_session_leaves_it_for_cleanup(tmp_path: Path) -> None:
@@ -377,6 +476,10 @@ class Leftovers:
         self.netns = handle.path
         # a process left running inside it, as a crashed session's server would be
         self.server = handle.popen(["sleep", "600"])
+        # and one in the host, known only from the session's ledger of such processes
+        self.stray = subprocess.Popen(["sleep", "600"], start_new_session=True)
+        ledger_for(session, netns_id(f"/proc/{os.getpid()}/ns/net"))(
+            ProcessTree.of(self.stray.pid))
         # the namespace node's private hosts file, named after its namespace
         os.makedirs(HOSTS_DIR, exist_ok=True)
         self.hosts = os.path.join(HOSTS_DIR, os.path.basename(self.netns))
@@ -408,6 +511,8 @@ class Leftovers:
         out = {
             f"netns {os.path.basename(self.netns)}": os.path.exists(self.netns),
             f"process {self.server.pid}": self.server.poll() is None,
+            f"host process {self.stray.pid}": self.stray.poll() is None,
+            f"ledger {self.session.ledger_path}": os.path.exists(self.session.ledger_path),
             f"link {self.link}": any(
                 ln["ifname"] == self.link for ln in iproute_json(None, "link", "show")),
             f"hosts file {os.path.basename(self.hosts)}": os.path.exists(self.hosts),
@@ -430,6 +535,8 @@ class Leftovers:
                  f"killed process {self.server.pid} (sleep) left in netns "
                  f"{os.path.basename(self.netns)}",
                  f"removed link {self.link} ({self.session.alias})",
+                 f"killed process {self.stray.pid} (sleep) left by session {self.session.id}",
+                 f"removed process ledger {os.path.basename(self.session.ledger_path)}",
                  f"removed hosts file {os.path.basename(self.hosts)}"]
         if self.container is not None:
             lines += [f"removed container {self.container.name} (session {self.session.id})",
@@ -441,9 +548,12 @@ class Leftovers:
         """Tidy up whatever a failed test left (only this test's own objects)."""
         from pytest_netns.kernel.netns import remove_named_netns
 
-        if self.server.poll() is None:
-            self.server.kill()
-        self.server.wait()
+        for process in (self.server, self.stray):
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.session.ledger_path)
         remove_named_netns(self.netns)
         host().netlink.delete_link(self.link)
         if os.path.exists(self.hosts):
@@ -486,7 +596,8 @@ def test_sweep_removes_a_dead_session_and_spares_a_live_one(sweep_backend: Any) 
         # scoped to the dead session: a global include_kept sweep would also take the
         # kept sessions of tests running in parallel (xdist) with this one
         lines = reaper.sweep(include_kept=True, session_id=dead.id)
-        gone.server.wait()  # our child: reap the zombie the sweep made
+        gone.server.wait()  # our children: reap the zombies the sweep made
+        gone.stray.wait()
         assert not any(gone.present().values()), gone.present()
         for expected in gone.expected_lines():
             assert expected in lines, f"{expected!r} not reported in {lines}"
@@ -509,6 +620,7 @@ def test_sweep_without_keep_removes_dead_leftovers() -> None:
     try:
         reaper.sweep()
         left.server.wait()
+        left.stray.wait()
         assert not any(left.present().values()), left.present()
         assert not os.path.exists(os.path.join(SESSIONS_DIR, dead.id))
     finally:
@@ -586,3 +698,44 @@ def test_nested_in_process_session_keeps_the_outer_watchdog(
     assert hooks.current_watchdog() is wd
     assert process_running(wd.pid)
     assert os.path.exists(os.path.join(SESSIONS_DIR, netns_session.id))
+
+
+def test_sweep_ends_a_dead_sessions_forwarder_only() -> None:
+    """From the session's process ledger, in the forwarder's own namespace.
+
+    A forwarder normally dies with its pytest (PR_SET_PDEATHSIG); these are
+    started detached, as a lab left up would be, so only the sweep can end
+    them: the dead session's, not the live one's.
+    """
+    from pytest_netns.kernel.forwarder import ForwarderClient
+    from pytest_netns.kernel.proctree import ProcessTree, netns_of
+    from pytest_netns.nodes.ledger import ledger_for
+
+    dead = Session()
+    dead.pid = _dead_pid()
+    dead.register()
+    ownership.mark_kept(dead)  # so only this test's include_kept sweep may remove it
+    live = Session()  # this process: alive
+    doomed = ForwarderClient.start(dead.id, detached=True)
+    spared = ForwarderClient.start(live.id, detached=True)
+    for session, client in ((dead, doomed), (live, spared)):
+        netns = netns_of(client.pid)
+        assert netns is not None and netns != netns_of(os.getpid())  # a namespace of its own
+        ledger_for(session, netns)(ProcessTree.of(client.pid, netns))
+    try:
+        reaper.sweep(include_kept=True, session_id=live.id)
+        assert spared.alive and doomed.alive
+        lines = reaper.sweep(include_kept=True, session_id=dead.id)
+        assert doomed.proc.wait(timeout=5) == -signal.SIGKILL, lines
+        assert any(str(doomed.pid) in line and "killed process" in line for line in lines), lines
+        assert spared.alive
+        assert not os.path.exists(dead.ledger_path) and os.path.exists(live.ledger_path)
+    finally:
+        for client in (doomed, spared):
+            client.kill()
+        for session in (dead, live):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(session.ledger_path)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(ownership.KEPT_DIR, dead.id))
+        dead.unregister()

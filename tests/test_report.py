@@ -52,6 +52,9 @@ def test_unreachable(make_topology):
     from pytest_netns.probes.api import assert_reachable, ping
     from pytest_netns.probes.matrix import reachability_matrix
 
+    server = net["b"].spawn(["busybox", "sh", "-c", "echo hello from b; busybox sleep 600"])
+    while "hello" not in server.output():
+        pass
     assert ping(net["a"], net["b"]).ok  # one probe that works
     reachability_matrix([net["a"], net["b"], net["c"]], timeout=0.5)
     assert_reachable(net["a"], net["c"])
@@ -128,6 +131,11 @@ def test_failure_report_names_every_node_with_its_addresses(
     assert re.match(r"  from \\ to\s+a\s+b\s+c$", matrix[1]), matrix[1]
     assert re.match(r"  a\s+-\s+yes\s+timeout$", matrix[2]), matrix[2]
     assert re.match(r"  c\s+yes\s+yes\s+-$", matrix[4]), matrix[4]
+    # what the test spawned, with its output
+    spawned = lines[lines.index("processes started in office") + 1 :]
+    assert re.match(r"  b: `busybox sh -c 'echo hello from b; busybox sleep 600'` \(pid \d+\) "
+                    r"running$", spawned[0]), spawned
+    assert spawned[1] == "      hello from b"
     # the passing test gets no section; the summary counts what was built
     assert result.stdout.str().count("pytest-netns: the network at failure") == 1
     result.stdout.fnmatch_lines(
@@ -155,6 +163,10 @@ def test_failure_writes_a_diagram_of_nodes_links_and_probed_pairs(
     assert re.search(r'"t0:c" -> "t0:a" \[label="matrix ok", color=darkgreen', dot), dot
     assert '"t0:r" -> "t0:c"' in dot  # the r-c link
     assert '"t0:a" -> "t0:lan"' in dot  # a's switch port
+    # the report itself, as text, next to the diagram
+    report = (folder / "report.txt").read_text()
+    assert report.startswith("test_net.py::test_unreachable\n")
+    assert "\n".join(section(result)).strip() in report
     # Graphviz is installed here: the SVG is rendered and names every node
     svg = ET.parse(folder / "network.svg").getroot()
     assert svg.tag.endswith("svg")

@@ -45,8 +45,8 @@ RECIPES = os.environ["PN_RECIPES"].split(",")
 @pytest.mark.parametrize("recipe", RECIPES)
 @pytest.mark.parametrize("round_", range(int(os.environ["PN_ROUNDS"])))
 def test_topology(round_, recipe, backend, request, netns_session):
-    started = time.time()
     built = request.getfixturevalue(f"make_{recipe}")(backend=backend)
+    started = time.time()  # the topology is certainly up from here...
     topo = built.topology
     time.sleep(0.1)  # hold it while the other workers build theirs
     record = {
@@ -58,8 +58,8 @@ def test_topology(round_, recipe, backend, request, netns_session):
         "netns": [n.netns for n in topo.nodes.values() if n.container is None],
         "containers": [n.container.name for n in topo.nodes.values() if n.container is not None],
     }
+    record["ended"] = time.time()  # ...to here (close() frees its subnets at once)
     built.close()
-    record["ended"] = time.time()  # the topology was certainly up from started to here
     with open(os.path.join(os.environ["PN_OUT"], f"{len(os.listdir(os.environ['PN_OUT']))}-"
               f"{os.getpid()}-{time.monotonic_ns()}.json"), "w") as f:
         json.dump(record, f)

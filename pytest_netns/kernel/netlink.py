@@ -102,6 +102,14 @@ class Netlink:
     def _do(self, what: str, fn: Callable[[Rtnl], T]) -> T:
         return self.netns.call(self.job(what, fn))
 
+    def with_socket(self, fn: Callable[[Rtnl], T]) -> T:
+        """Run fn inside the namespace with its netlink socket; refusals stay RtnlError.
+
+        For callers that map the kernel's refusals to their own errors
+        (traffic control, in `impairment` and `drops`).
+        """
+        return self.netns.call(lambda: fn(_rtnl()))
+
     # -- links ------------------------------------------------------------
 
     def index(self, ifname: str) -> int:

@@ -42,6 +42,7 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from ..errors import NetnsError, NotPermittedError
+from .proctree import communicate_tree
 
 T = TypeVar("T")
 
@@ -235,7 +236,14 @@ class Netns:
     def popen(self, argv: list[str], mntns: int | None = None,
               **kwargs: Any) -> subprocess.Popen[bytes]:
         """Start argv as a child forked inside the namespace (and inside the mount
-        namespace `mntns`, a descriptor, when given: see `mounts.in_mount_namespace`)."""
+        namespace `mntns`, a descriptor, when given: see `mounts.in_mount_namespace`).
+
+        Without a `cwd`, the child starts in the caller's working directory, as
+        a plain subprocess would (the worker that forks it may be elsewhere).
+        """
+        if kwargs.get("cwd") is None:
+            with contextlib.suppress(OSError):  # removed: the child starts where the worker is
+                kwargs["cwd"] = os.getcwd()
         if mntns is None:
             return self.call(subprocess.Popen, argv, **kwargs)
         return self.call(_popen_in_mount_namespace, mntns, argv, kwargs)
@@ -244,18 +252,14 @@ class Netns:
             timeout: float = 30.0) -> tuple[int, str]:
         """Run a short helper program (nft, iptables) inside the namespace.
 
-        Returns its exit status and combined output. For a tool pytest-netns
+        Returns its exit status and combined output; ExecTimeoutError (with
+        it and its children killed) after `timeout`. For a tool pytest-netns
         itself runs; the commands a test runs go through the node's `exec`.
         """
         proc = self.popen(argv, stdin=subprocess.PIPE if stdin is not None else
                           subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT)
-        try:
-            out, _ = proc.communicate(stdin, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate()
-        return proc.returncode, out.decode(errors="replace")
+                          stderr=subprocess.STDOUT, start_new_session=True)
+        return communicate_tree(proc, stdin, timeout, self.label)
 
     def close(self) -> None:
         """Let go of the namespace: close its descriptor if this handle owns one."""

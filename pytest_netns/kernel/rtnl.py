@@ -8,8 +8,9 @@ dominate small topologies. The requests here (create, change and delete
 links; add and remove addresses; add routes; look a route up; dump links,
 addresses and routes) are a fixed handful, encoded with `struct` and sent on
 a plain NETLINK_ROUTE socket: about 20 microseconds each, plus the kernel's
-own time. Refusals raise `RtnlError`, which carries the errno in `code`
-just as pyroute2's `NetlinkError` does.
+own time. Traffic control (`tc.py`) encodes its qdiscs and filters with the
+same helpers and sends them on the same socket. Refusals raise `RtnlError`,
+which carries the errno in `code` just as pyroute2's `NetlinkError` does.
 
 The encoders are pure functions (`*_body`), so a unit test can compare
 their bytes with pyroute2's encoding of the same request, without root.
@@ -33,13 +34,14 @@ IFINFO = struct.Struct("=BxHiII")  # struct ifinfomsg
 IFADDR = struct.Struct("=BBBBI")  # struct ifaddrmsg
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 F_REQUEST, F_ACK, F_EXCL, F_CREATE, F_DUMP = 0x1, 0x4, 0x200, 0x400, 0x300
+F_REPLACE = 0x100
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_NEWROUTE, RTM_GETROUTE = 24, 26
 RTM_NEWNEIGH, RTM_DELNEIGH = 28, 29
 F_REPLACE = 0x100
-IFLA_ADDRESS, IFLA_IFNAME, IFLA_MASTER, IFLA_LINKINFO = 1, 3, 10, 18
-IFLA_IFALIAS, IFLA_NET_NS_FD = 20, 28
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO = 1, 3, 4, 10, 18
+IFLA_IFALIAS, IFLA_NET_NS_FD, IFLA_GSO_MAX_SEGS = 20, 28, 40
 IFLA_NUM_TX_QUEUES, IFLA_NUM_RX_QUEUES = 31, 32
 NDMSG = struct.Struct("=BxxxiHBB")  # struct ndmsg
 NDA_DST, NDA_LLADDR = 1, 2
@@ -54,7 +56,7 @@ RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 7, 15
 RT_TABLE_MAIN = 254
 RTPROT_BOOT, RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 3, 0, 253
 RTN_UNICAST, RTN_LOCAL = 1, 2
-IFF_UP = 0x1
+IFF_UP, IFF_LOWER_UP = 0x1, 0x10000
 
 
 class RtnlError(Exception):
@@ -79,8 +81,16 @@ def text(value: str) -> bytes:
     return value.encode() + b"\0"
 
 
+def u16(value: int) -> bytes:
+    return struct.pack("=H", value)
+
+
 def u32(value: int) -> bytes:
     return struct.pack("=I", value)
+
+
+def u64(value: int) -> bytes:
+    return struct.pack("=Q", value)
 
 
 def ifinfo(index: int = 0, up: bool | None = None) -> bytes:
@@ -114,11 +124,14 @@ def one_queue() -> bytes:
 
 
 def veth_peer(ifname: str, netns_fd: int | None = None, mac: str | None = None,
-              single_queue: bool = False) -> bytes:
-    """IFLA_INFO_DATA of a veth: its peer's name, MAC, queues and the namespace it is born in."""
+              single_queue: bool = False, mtu: int | None = None) -> bytes:
+    """IFLA_INFO_DATA of a veth: its peer's name, MAC, MTU, queues and the namespace it is
+    born in."""
     peer = ifinfo() + attr(IFLA_IFNAME, text(ifname))
     if mac is not None:
         peer += attr(IFLA_ADDRESS, mac_bytes(mac))
+    if mtu is not None:
+        peer += attr(IFLA_MTU, u32(mtu))
     if single_queue:
         peer += one_queue()
     if netns_fd is not None:
@@ -137,12 +150,16 @@ def bridge_data(forward_delay: int = 0, stp_state: int = 0,
 
 
 def new_link_body(ifname: str, kind: str, data: bytes = b"", master: int | None = None,
-                  single_queue: bool = False, mac: str | None = None) -> bytes:
-    """RTM_NEWLINK creating a link, up; `data` is its kind's IFLA_INFO_DATA."""
+                  up: bool = True, mtu: int | None = None, single_queue: bool = False,
+                  mac: str | None = None) -> bytes:
+    """RTM_NEWLINK creating a link (up unless `up` is False); `data` is its kind's
+    IFLA_INFO_DATA. The kernel ignores IFLA_IFALIAS at creation: set it afterwards."""
     info = attr(IFLA_INFO_KIND, text(kind)) + (attr(IFLA_INFO_DATA, data) if data else b"")
-    body = ifinfo(up=True) + attr(IFLA_IFNAME, text(ifname))
+    body = (ifinfo(up=True) if up else ifinfo()) + attr(IFLA_IFNAME, text(ifname))
     if mac is not None:
         body += attr(IFLA_ADDRESS, mac_bytes(mac))
+    if mtu is not None:
+        body += attr(IFLA_MTU, u32(mtu))
     if single_queue:
         body += one_queue()
     if master is not None:
@@ -177,8 +194,9 @@ def fdb_body(port: int, mac: str) -> bytes:
 
 def set_link_body(index: int, up: bool | None = None, ifname: str | None = None,
                   alias: str | None = None, master: int | None = None,
-                  netns_fd: int | None = None) -> bytes:
-    """RTM_NEWLINK changing a link: state, name, alias, master, namespace."""
+                  netns_fd: int | None = None, gso_max_segs: int | None = None) -> bytes:
+    """RTM_NEWLINK changing a link: state, name, alias, master, namespace, and how
+    many segments one GSO packet it sends may carry."""
     body = ifinfo(index, up)
     if ifname is not None:
         body += attr(IFLA_IFNAME, text(ifname))
@@ -188,6 +206,8 @@ def set_link_body(index: int, up: bool | None = None, ifname: str | None = None,
         body += attr(IFLA_MASTER, u32(master))
     if netns_fd is not None:
         body += attr(IFLA_NET_NS_FD, u32(netns_fd))
+    if gso_max_segs is not None:
+        body += attr(IFLA_GSO_MAX_SEGS, u32(gso_max_segs))
     return body
 
 
@@ -278,6 +298,8 @@ class LinkInfo:
     up: bool
     master: int | None
     mac: str
+    lower_up: bool = False  # carrier: a veth has it once both ends are up
+    gso_max_segs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -325,7 +347,8 @@ def decode_link(body: bytes) -> LinkInfo:
     return LinkInfo(index, c_string(attrs.get(IFLA_IFNAME)),
                     c_string(info.get(IFLA_INFO_KIND)) or None, c_string(attrs.get(IFLA_IFALIAS)),
                     bool(flags & IFF_UP), _u32(attrs.get(IFLA_MASTER)),
-                    ":".join(f"{b:02x}" for b in mac))
+                    ":".join(f"{b:02x}" for b in mac), bool(flags & IFF_LOWER_UP),
+                    _u32(attrs.get(IFLA_GSO_MAX_SEGS)))
 
 
 def decode_address(body: bytes) -> AddressInfo | None:
@@ -410,9 +433,19 @@ class Rtnl:
         self._sock.send(message(msg_type, flags, self._seq, body))
         return read_answer(self._sock, self._seq, single)
 
-    def request(self, msg_type: int, body: bytes, create: bool = False) -> None:
-        """Send one request and wait for its acknowledgement; RtnlError on failure."""
-        self._send(msg_type, F_REQUEST | F_ACK | (F_CREATE | F_EXCL if create else 0), body)
+    def request(self, msg_type: int, body: bytes, create: bool = False,
+                replace: bool = False) -> None:
+        """Send one request and wait for its acknowledgement; RtnlError on failure.
+
+        `create` makes a new object (refused if it exists); `replace` makes it
+        or replaces the one that exists, atomically (tc's `replace`).
+        """
+        flags = F_REQUEST | F_ACK
+        if create:
+            flags |= F_CREATE | F_EXCL
+        elif replace:
+            flags |= F_CREATE | F_REPLACE
+        self._send(msg_type, flags, body)
 
     def dump(self, msg_type: int, body: bytes) -> list[bytes]:
         """The bodies of every message of one dump."""
@@ -423,7 +456,8 @@ class Rtnl:
     def add_link(self, ifname: str, kind: str, data: bytes = b"",
                  master: int | None = None, single_queue: bool = False,
                  mac: str | None = None) -> None:
-        self.request(RTM_NEWLINK, new_link_body(ifname, kind, data, master, single_queue, mac),
+        self.request(RTM_NEWLINK, new_link_body(ifname, kind, data, master,
+                                                single_queue=single_queue, mac=mac),
                      create=True)
 
     def set_neighbour(self, index: int, address: str, mac: str) -> None:
@@ -440,8 +474,9 @@ class Rtnl:
 
     def set_link(self, index: int, up: bool | None = None, ifname: str | None = None,
                  alias: str | None = None, master: int | None = None,
-                 netns_fd: int | None = None) -> None:
-        self.request(RTM_NEWLINK, set_link_body(index, up, ifname, alias, master, netns_fd))
+                 netns_fd: int | None = None, gso_max_segs: int | None = None) -> None:
+        self.request(RTM_NEWLINK, set_link_body(index, up, ifname, alias, master, netns_fd,
+                                                gso_max_segs))
 
     def delete_link(self, index: int) -> None:
         self.request(RTM_DELLINK, ifinfo(index))
@@ -466,6 +501,13 @@ class Rtnl:
 
     def links(self) -> list[LinkInfo]:
         return [decode_link(b) for b in self.dump(RTM_GETLINK, ifinfo())]
+
+    def link(self, index: int) -> LinkInfo:
+        """One link by index (RtnlError ENODEV when there is none)."""
+        for kind, body in self._send(RTM_GETLINK, F_REQUEST, ifinfo(index), single=True):
+            if kind == RTM_NEWLINK:
+                return decode_link(body)
+        raise RtnlError(0, f"no answer to a link lookup for index {index}")
 
     def addresses(self, family: int = socket.AF_UNSPEC) -> list[AddressInfo]:
         found = (decode_address(b) for b in self.dump(RTM_GETADDR,

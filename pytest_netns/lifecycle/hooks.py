@@ -2,7 +2,8 @@
 
 At the start the session registers itself as live (so sweeps leave it
 alone) and the crash watchdog is armed; at the end the topologies tests
-left open are closed, deferred teardown is drained, the process waits until
+left open are closed, processes started in the host are stopped, deferred
+teardown is drained, the process waits until
 the kernel has reaped every host-side link it made, and the watchdog is
 told the exit was clean. Nothing the session created outlives it.
 """
@@ -15,6 +16,7 @@ import threading
 from typing import Any
 
 from ..kernel.janitor import janitor, wait_for_links_gone
+from ..nodes.host import stop_host_processes
 from ..ownership import Session, current_session
 from ..topology.registry import kept_topologies, live_topologies
 from .watchdog import Watchdog, start
@@ -55,6 +57,10 @@ def finish_session(session: Session) -> list[str]:
             topo.close()
         except Exception as exc:
             problems.append(f"closing {topo.label}: {exc}")
+    try:
+        stop_host_processes()
+    except Exception as exc:
+        problems.append(f"stopping processes started in the host: {exc}")
     outermost = _active["pid"] != os.getpid() or _active["depth"] <= 1
     if outermost and "pytest_netns.nodes.prefetch" in sys.modules:  # started ahead, not taken
         from ..nodes import prefetch

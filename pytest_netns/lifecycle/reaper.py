@@ -4,7 +4,9 @@ Every object names its owner, a session id and a pid: namespaces in their
 names (and namespace nodes' hosts files in theirs), root-namespace links
 (and links put into attached containers) in IFLA_IFALIAS, the names written
 into attached containers' /etc/hosts in their marker lines, containers in
-two labels. Router firewalls live inside router
+two labels, and processes started where no sweep would find them (in the
+host, in attached containers, impairment forwarders in namespaces of their
+own) in the session's ledger. Router firewalls live inside router
 namespaces and go with them; the one host change, the opt-in real uplink,
 is undone from the state file it writes per session. A sweep removes an object only when its owner
 is dead: the pid is gone, is a zombie, or now belongs to a newer process
@@ -15,7 +17,8 @@ registered (it may be a script using the library directly).
 
 Sessions whose topologies were kept for debugging (`ownership.mark_kept`)
 are skipped until `sweep(include_kept=True)`, which is what `pytest-netns
-cleanup` does.
+cleanup` does; so are labs (`pytest-netns up`), whose records go with their
+objects (`pytest-netns down` is such a sweep, of one lab's session).
 """
 
 from __future__ import annotations
@@ -30,18 +33,31 @@ from typing import TYPE_CHECKING, Any
 
 from ..kernel.netlink import Netlink
 from ..kernel.netns import NETNS_RUN_DIR, Netns, remove_named_netns
+from ..kernel.proctree import (
+    NetnsId,
+    ProcStat,
+    describe,
+    end_processes,
+    netns_members,
+    netns_of,
+    trees_members,
+)
 from ..nodes.host import host
 from ..nodes.hosts import HOSTS_DIR, edit_container_hosts
-from ..nodes.process import kill_in_netns
+from ..nodes.ledger import read_ledger
 from ..ownership import (
     CONTAINER_LABEL,
     CONTAINER_PID_LABEL,
     KEPT_DIR,
+    PROCESSES_DIR,
     SESSIONS_DIR,
     STATE_DIR,
+    lab_names,
     listdir,
     process_alive,
+    read_lab,
     read_records,
+    remove_lab,
 )
 from ..topology.subnets import release_dead
 
@@ -52,6 +68,7 @@ DOCKER_TIMEOUT = 8  # seconds per engine call during a sweep
 _NETNS_RE = re.compile(r"^pytest-netns-([0-9A-Za-z_]+)-(\d+)-\d+-")
 _ALIAS_RE = re.compile(r"^pytest-netns:([0-9A-Za-z_]+):(\d+)")
 _UPLINK_RE = re.compile(r"^uplink-([0-9A-Za-z_]+)\.json$")  # uplink.state_file()
+_LEDGER_RE = re.compile(r"^([0-9A-Za-z_]+)-(\d+)$")  # Session.ledger_path
 
 
 @dataclass(frozen=True)
@@ -126,25 +143,30 @@ class _Judge:
         return self.dead(owner) and self.in_scope(owner.sid)
 
 
-def sweep(*, include_kept: bool = False, session_id: str | None = None) -> list[str]:
+def sweep(*, include_kept: bool = False, session_id: str | None = None,
+          containers: bool = True) -> list[str]:
     """Remove every object of every dead session; return one line per thing removed.
 
     `session_id` limits the sweep to one session (the watchdog's). Kept
     sessions are skipped unless `include_kept`; then their markers go too.
+    `containers=False` leaves the engine alone (a lab of namespaces only).
     """
     judge = _Judge(include_kept, session_id)
     # kernel objects first: they take milliseconds, and a stalled engine
     # must not hold them up
     lines = _sweep_uplinks(judge)
+    lines += _sweep_processes(judge)
     lines += _sweep_netns(judge)
     lines += _sweep_hosts_files(judge)
     lines += _sweep_links(judge, host().netlink, "")
-    lines += [f"released subnet {what}" for what in release_dead()]
+    lines += [f"released subnet {what}"
+              for what in release_dead(session_id, include_kept=include_kept)]
     try:
-        lines += _sweep_docker(judge)
+        lines += _sweep_docker(judge) if containers else []
     except Exception as exc:  # the engine stalled or went away: keep records for a retry
         judge.records_stay = True
         lines.append(f"could not sweep containers: {type(exc).__name__}: {exc}")
+    lines += _sweep_labs(judge)
     lines += _sweep_records(judge)
     return lines
 
@@ -203,9 +225,51 @@ def _sweep_netns(judge: _Judge) -> list[str]:
             # that session started them there, and they would keep the
             # namespace, and every veth in it, alive after its name is gone
             lines += [f"killed process {what} left in netns {name}"
-                      for what in kill_in_netns(st.st_ino)]
+                      for what in _end(functools.partial(netns_members, (st.st_dev, st.st_ino)))]
         lines += judge.attempt(owner.sid, f"netns {name}",
                                functools.partial(remove_named_netns, path))
+    return lines
+
+
+# -- processes ----------------------------------------------------------------
+
+
+def _end(find: Callable[[], list[ProcStat]]) -> list[str]:
+    """SIGKILL what `find` finds (again, until nothing is left); describe each one."""
+    found = find()
+    if found:
+        names = describe(found)
+        end_processes(find, grace=0)
+        return names
+    return []
+
+
+def _sweep_processes(judge: _Judge) -> list[str]:
+    """End what dead sessions started in the host or in attached containers.
+
+    Those namespaces are not ours, so nothing else would; each session wrote
+    down what it started there (`nodes/ledger.py`), and only those trees, in
+    the namespace each was started in, are ended.
+    """
+    lines: list[str] = []
+    for name in listdir(PROCESSES_DIR):
+        m = _LEDGER_RE.match(name)
+        if not m or not judge.doomed(Owner(m[1], int(m[2]))):
+            continue
+        path = os.path.join(PROCESSES_DIR, name)
+        entries = read_ledger(path)
+
+        def find(entries: list[tuple[Any, NetnsId]] = entries) -> list[ProcStat]:
+            allowed = {ns for _, ns in entries}
+            members = trees_members(tree for tree, _ in entries)
+            return [s for s in members if netns_of(s.pid) in allowed]
+
+        lines += [f"killed process {what} left by session {m[1]}" for what in _end(find)]
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            continue
+        lines.append(f"removed process ledger {name}")
     return lines
 
 
@@ -360,6 +424,22 @@ def _sweep_links_in(fd: int, judge: _Judge, where: str) -> list[str]:
 
 
 # -- records ------------------------------------------------------------------
+
+
+def _sweep_labs(judge: _Judge) -> list[str]:
+    """The records of labs whose objects this sweep removed (and whose builder is gone)."""
+    lines: list[str] = []
+    if judge.records_stay:
+        return lines
+    for name in lab_names():
+        record = read_lab(name)
+        if record is None:  # being claimed by an `up` right now, or not a lab's folder
+            continue
+        sid, pid = str(record.get("session")), int(str(record.get("pid") or 0))
+        if sid not in judge.failed and judge.doomed(Owner(sid, pid)):
+            remove_lab(name)
+            lines.append(f"removed lab {name} (session {sid})")
+    return lines
 
 
 def _sweep_records(judge: _Judge) -> list[str]:

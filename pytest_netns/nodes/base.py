@@ -2,7 +2,7 @@
 
 A node owns one network namespace. The layers above use only this contract:
 
-- tests: `name`, `ip`, `ip6`, `container`, `netns`, `exec`, `spawn`;
+- tests: `name`, `ip`, `ip6`, `container`, `netns`, `exec`, `spawn`, `processes`;
 - the topology layer: `netlink` (the kernel operations inside the node),
   `interfaces` and `routes` (what a topology put there), `owned`;
 - probes and captures: `call` (run a function inside the namespace, where
@@ -20,18 +20,19 @@ enters it for each piece of work. Nothing registers hooks at import.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import NodeClosedError
+from ..errors import NetnsError, NodeClosedError
 from ..kernel.netlink import Netlink
 from ..kernel.netns import Netns
 
 if TYPE_CHECKING:
     from docker.models.containers import Container
 
-    from .process import Process
+    from .command import Command
+    from .process import ExecResult, Executor, Process
 
 T = TypeVar("T")
 
@@ -72,6 +73,7 @@ class Node(ABC):
         self.released = False
         self._closed_by: str | None = None
         self._release_callbacks: list[Callable[[], None]] = []
+        self._executor: Executor | None = None
 
     # -- what it is -------------------------------------------------------
 
@@ -143,16 +145,87 @@ class Node(ABC):
         self.check_open("configure")
         return self.handle.run(argv, stdin)
 
-    @abstractmethod
-    def exec(self, argv: list[str] | str, timeout: float = 30.0) -> tuple[int, str]:
-        """Run argv inside the node and return (exit code, combined output)."""
+    # -- running commands (the same rules on both backends) ------------------
 
-    @abstractmethod
-    def spawn(self, argv: list[str] | str) -> Process:
-        """Start argv in the background inside the node (a server, say).
+    def exec(
+        self,
+        command: Command,
+        timeout: float | None = 30.0,
+        *,
+        check: bool = False,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        user: str | int | None = None,
+        input: bytes | str | None = None,
+    ) -> ExecResult:
+        """Run a command inside the node and wait for it; an `ExecResult`.
 
-        It is stopped when the node goes away, or earlier with `.stop()`.
+        The result unpacks as `(exit_code, output)`, stdout and stderr
+        combined (on Docker the order between the two streams is not kept).
+
+        - `command`: a list is the argv, verbatim. A string is split into
+          words like a shell would (quotes work) but never run by one, and
+          a string with shell operators (`| & ; < > ( ) $` and backticks)
+          raises `InvalidCommandError`: pass `["sh", "-c", "..."]` for a shell.
+        - Namespace nodes run the host's programs, container nodes the image's.
+        - It returns when the command's main process exits. Processes it
+          left in the background keep running until the node goes away.
+        - `timeout` (seconds, None for no limit): past it, the command and
+          every process it started are killed and `ExecTimeoutError` is raised.
+        - Exit codes are the command's; killed by signal N reports 128+N.
+        - A command that cannot start raises `CommandStartError`
+          (`CommandNotFoundError` for a missing or non-executable program),
+          never an exit code 126/127 or an OSError.
+        - `check=True` raises `CommandFailedError` for an exit code other than 0.
+        - `env` is added to the environment, `cwd` is a directory in the
+          node, `user` is `"name"`, `"uid"`, `"uid:gid"` or an int, `input`
+          (bytes or str) is written to its stdin (else stdin is empty).
         """
+        self.check_open("run a command in")
+        return self.executor.exec(command, timeout, check=check, env=env, cwd=cwd, user=user,
+                                  input=input)
+
+    def spawn(
+        self,
+        command: Command,
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        user: str | int | None = None,
+        log_path: str | None = None,
+    ) -> Process:
+        """Start a command in the background inside the node (a server, say); a `Process`.
+
+        Same rules for `command`, `env`, `cwd`, `user` and "cannot start" as
+        `exec`. Its output is read all the time, so it never blocks on a
+        full pipe: the last MiB is `Process.output()` (and in the failure
+        report), all of it goes to `log_path` when given. `Process.stop()`
+        ends it and every process it started; whatever is still running
+        when the node goes away is stopped then.
+        """
+        self.check_open("start a process in")
+        return self.executor.spawn(command, env=env, cwd=cwd, user=user, log_path=log_path)
+
+    @property
+    def processes(self) -> list[Process]:
+        """The processes `spawn` started in this node, stopped ones included."""
+        return [] if self._executor is None else self._executor.processes
+
+    @property
+    def executor(self) -> Executor:
+        """What runs commands in the node, made on first use."""
+        if self._executor is None:
+            self._executor = self._make_executor()
+        return self._executor
+
+    @abstractmethod
+    def _make_executor(self) -> Executor:
+        """The backend's executor for this node."""
+
+    def close_executor(self) -> None:
+        """End every process started through the node (idempotent)."""
+        if self._executor is not None:
+            self._executor.close()
 
     @property
     def running(self) -> bool:
@@ -165,6 +238,15 @@ class Node(ABC):
         return None
 
     # -- end of life ----------------------------------------------------------
+
+    def failure_cause(self) -> NetnsError | None:
+        """The real reason a build step failed in this node, if the node knows one.
+
+        A container whose own command exited a moment after it started makes
+        whatever the build does next fail with an unrelated message; the
+        builder asks every node and reports this instead.
+        """
+        return None
 
     def check_open(self, action: str = "use") -> None:
         """NodeClosedError if the node's topology was closed."""
@@ -207,6 +289,7 @@ class Node(ABC):
         callbacks, self._release_callbacks = self._release_callbacks, []
         for callback in callbacks:
             callback()
+        self.close_executor()
         self.handle.close()
 
     def __repr__(self) -> str:

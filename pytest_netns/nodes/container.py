@@ -11,20 +11,22 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
+import select
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ContainerError, NetnsError
 from ..kernel.netns import Netns
-from ..ownership import Session
+from ..kernel.proctree import netns_id
+from ..ownership import Session, current_session
 from . import prefetch
 from .base import Node
 from .engine import docker_client, remove_container
+from .exec_docker import DockerExecutor
 from .hosts import Edit, edit_container_hosts
-from .images import DEFAULT_COMMAND, ensure_image
-from .process import Process, as_argv
+from .images import container_command, ensure_image
+from .ledger import ledger_for
 
 if TYPE_CHECKING:
     from docker.models.containers import Container
@@ -34,17 +36,29 @@ log = logging.getLogger(__name__)
 
 
 class ContainerNode(Node):
-    """A running Docker container, entered through its init process's namespace."""
+    """A running Docker container, entered through its init process's namespace.
 
-    def __init__(self, name: str, container: Container, owned: bool) -> None:
+    The namespace stays pinned while the node lives, so a container removed
+    behind our back (`docker rm -f`) would go on answering probes at its old
+    address; a pidfd on its init process tells at once that it is gone, and
+    every use of the node then says so.
+    """
+
+    def __init__(self, name: str, container: Container, owned: bool,
+                 session: Session | None = None) -> None:
         pid = int(container.attrs["State"]["Pid"])
         path = f"/proc/{pid}/ns/net"
         # pinned: once the container's init is gone, its pid may name another process
         pinned = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self._init = os.pidfd_open(pid)
+        except ProcessLookupError:
+            self._init = -1
         super().__init__(name, path, Netns(f"container {name}", path, pinned, owns_fd=True))
         self.container = container
         self.owned = owned
         self.pid = pid
+        self._session = session
 
     @property
     def kind(self) -> str:
@@ -52,7 +66,27 @@ class ContainerNode(Node):
 
     @property
     def running(self) -> bool:
-        return os.path.exists(f"/proc/{self.pid}")
+        """False once the container's init process has exited (stopped or removed)."""
+        if self._init < 0:
+            return False
+        return not select.select([self._init], [], [], 0)[0]
+
+    def check_open(self, action: str = "use") -> None:
+        """Also ContainerError when the container stopped or was removed behind our back."""
+        super().check_open(action)
+        if not self.running:
+            raise ContainerError(
+                f"cannot {action} node {self.name!r}: its container "
+                f"{getattr(self.container, 'name', '?')!r} is gone (its init process {self.pid} "
+                "exited: stopped or removed outside pytest-netns); its address no longer "
+                "belongs to a running container"
+            )
+
+    def failure_cause(self) -> NetnsError | None:
+        """Why a build that used this container failed, if the container itself stopped."""
+        if self.running or self.container is None:
+            return None
+        return exited_error(self.container, self.name)
 
     def update_names(self, edit: Edit) -> None:
         """Rewrite the container's own /etc/hosts from the host, following no symlink."""
@@ -64,47 +98,56 @@ class ContainerNode(Node):
                 "other nodes will not resolve in it"
             ) from exc
 
-    def exec(self, argv: list[str] | str, timeout: float = 30.0) -> tuple[int, str]:
-        self.check_open("run a command in")
+    def _make_executor(self) -> DockerExecutor:
+        """A container we did not start: every command is tracked and written down, since
+        no removal of ours will end what it leaves running."""
         assert self.container is not None
-        result: Any = self.container.exec_run(argv)
-        output = result.output or b""
-        return int(result.exit_code), output.decode(errors="replace")
-
-    def spawn(self, argv: list[str] | str) -> Process:
-        """Start argv detached in the container; it dies with the container.
-
-        Stopping it early signals it by its host PID, found by its command
-        line among the container's processes (`docker top` needs no tools in
-        the image).
-        """
-        self.check_open("start a process in")
-        assert self.container is not None
-        self.container.exec_run(as_argv(argv), detach=True)
-        container = self.container
-
-        def stop() -> None:
-            top = container.top(ps_args="-o pid,args")
-            wanted = " ".join(as_argv(argv))
-            for row in top.get("Processes") or []:
-                if row[-1] == wanted:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(int(row[0]), signal.SIGTERM)
-
-        return Process(as_argv(argv), stop)
+        ledger = None
+        if not self.owned:
+            ledger = ledger_for(self._session or current_session(), netns_id(self.netns))
+        return DockerExecutor(docker_client().api, str(self.container.id), self.name,
+                              init_pid=self.pid, owned=self.owned, ledger=ledger)
 
     def remove(self, defer: Callable[[Callable[[], None]], None],
                unpin: Callable[[str], None] | None = None) -> None:
-        """A started container is removed later, one at a time; an attached one is let go of."""
+        """A started container is removed later, one at a time; an attached one is let go of.
+
+        What was started through the node ends now, either way: a server
+        must not keep its port after its topology closed.
+        """
+        self.close_executor()
         if self.owned:
             defer(lambda: remove_nodes([self]))
         else:
             defer(self.release)
 
+    def release(self) -> None:
+        super().release()  # closes the pinned namespace with the handle
+        if self._init >= 0:
+            os.close(self._init)
+            self._init = -1
 
-def run_container(session: Session, name: str, image: str, command: list[str] | str,
+
+def exited_error(ctr: Container, name: str) -> ContainerError:
+    """The error for a node whose container stopped by itself, with its last output."""
+    with contextlib.suppress(Exception):  # the engine may already be removing it
+        ctr.reload()
+    config = ctr.attrs.get("Config") or {}
+    image = config.get("Image", "?")
+    logs = ctr.logs(tail=5).decode(errors="replace").strip()
+    cmd = config.get("Cmd")
+    own = f"command {cmd!r}" if cmd else "its image's own command"
+    return ContainerError(
+        f"container for node {name!r} ({image}, {own}) exited at once with status "
+        f"{(ctr.attrs.get('State') or {}).get('ExitCode')}: {logs or 'no output'}; a node's "
+        "container must keep running: pass command=[...] that does (the image's "
+        "ENTRYPOINT, if any, gets it as arguments)"
+    )
+
+
+def run_container(session: Session, name: str, image: str, command: list[str] | None,
                   run_kwargs: dict[str, Any], labels: dict[str, str] | None = None) -> Container:
-    """Start one container for node `name` (running, or ContainerError; nothing left on error)."""
+    """Start one container for node `name`: running, or ContainerError (nothing left)."""
     import docker.errors
 
     client = docker_client()
@@ -126,19 +169,14 @@ def run_container(session: Session, name: str, image: str, command: list[str] | 
             remove_container(client.containers.get(cname))
         explanation = getattr(exc, "explanation", None) or exc
         raise ContainerError(
-            f"the engine would not start node {name!r} ({image}, command {command!r}, options "
-            f"{run_kwargs!r}): {explanation}; options are docker's containers.run() "
+            f"the engine would not start node {name!r} ({image}, command {command!r}, "
+            f"options {run_kwargs!r}): {explanation}; options are docker's containers.run() "
             "keywords, and network_mode, init, labels and name are set by pytest-netns"
         ) from None
     try:
         ctr.reload()
         if ctr.status != "running":
-            logs = ctr.logs(tail=5).decode(errors="replace").strip()
-            raise ContainerError(
-                f"container for node {name!r} ({image}, command {command!r}) exited at once "
-                f"with status {ctr.attrs['State'].get('ExitCode')}: {logs or 'no output'}; "
-                "give it a command that keeps running"
-            )
+            raise exited_error(ctr, name)
     except BaseException:
         remove_container(ctr)
         raise
@@ -155,12 +193,11 @@ def start_containers(
 ) -> list[ContainerNode]:
     """Start one container per name, concurrently, and return them as nodes.
 
-    With prefetching on (`prefetch.enable`), containers of the image's
-    default command come from those started ahead. If any start fails, the
-    ones that did start are removed before the error propagates.
+    With prefetching on (`prefetch.enable`), containers of the image's own
+    command come from those started ahead. If any start fails, the ones that
+    did start are removed before the error propagates.
     """
-    ensure_image(docker_client(), image)
-    cmd = command if command is not None else DEFAULT_COMMAND
+    cmd = container_command(ensure_image(docker_client(), image), command)
     ahead = prefetch.current()
     prefetched = ahead is not None and command is None and not run_kwargs
     if ahead is not None and prefetched:
@@ -173,8 +210,7 @@ def start_containers(
     nodes, errors = [], []
     for name, future in zip(names, futures, strict=True):
         try:
-            nodes.append(ContainerNode(
-                name, _running(future, prefetched, session, name, image, cmd), owned=True))
+            nodes.append(_node(name, future, prefetched, session, image, cmd))
         except BaseException as exc:
             errors.append(exc)
     if errors:
@@ -183,20 +219,25 @@ def start_containers(
     return nodes
 
 
-def _running(future: Future[Container], prefetched: bool, session: Session, name: str,
-             image: str, command: list[str] | str) -> Container:
-    """The future's container; one started ahead that failed or died is replaced by a
-    fresh start for `name` (whose error, if it fails too, names the node)."""
-    if not prefetched:
-        return future.result()
+def _node(name: str, future: Future[Container], prefetched: bool, session: Session,
+          image: str, command: list[str] | None) -> ContainerNode:
+    """The node for the future's container; one started ahead that failed or died is
+    replaced by a fresh start for `name` (whose error, if it fails too, names the node)."""
     try:
         ctr = future.result()
     except ContainerError:
-        return run_container(session, name, image, command, {})
-    if _known_running(ctr):
-        return ctr
-    remove_container(ctr)
-    return run_container(session, name, image, command, {})
+        if not prefetched:
+            raise
+        ctr, prefetched = run_container(session, name, image, command, {}), False
+    if prefetched and not _known_running(ctr):  # it died while it waited
+        remove_container(ctr)
+        ctr = run_container(session, name, image, command, {})
+    try:
+        return ContainerNode(name, ctr, owned=True)
+    except (FileNotFoundError, ProcessLookupError):  # it exited since it was started
+        error = exited_error(ctr, name)
+        remove_container(ctr)
+        raise error from None
 
 
 def remove_nodes(nodes: list[ContainerNode]) -> None:
@@ -265,7 +306,11 @@ def _known_running(ctr: Container) -> bool:
         return False
 
 
-def attach_container(obj: object, name: str | None = None) -> ContainerNode:
-    """Make an already running container a node; it is never removed by us."""
+def attach_container(obj: object, name: str | None = None,
+                     session: Session | None = None) -> ContainerNode:
+    """Make an already running container a node; it is never removed by us.
+
+    `session` is whose processes commands run in it count as (for sweeps).
+    """
     ctr = resolve_container(obj)
-    return ContainerNode(name or str(ctr.name), ctr, owned=False)
+    return ContainerNode(name or str(ctr.name), ctr, owned=False, session=session)

@@ -13,8 +13,11 @@ import threading
 from collections.abc import Callable
 
 from ..kernel.netns import Netns
+from ..kernel.proctree import netns_id
+from ..ownership import current_session
 from .base import Interface, Node
-from .process import Process, as_argv, communicate, end_group, popen_in
+from .exec_namespace import NamespaceExecutor
+from .ledger import ledger_for
 
 
 class HostNode(Node):
@@ -38,12 +41,16 @@ class HostNode(Node):
         with self._lock:
             self.interfaces = [i for i in self.interfaces if i not in interfaces]
 
-    def exec(self, argv: list[str] | str, timeout: float = 30.0) -> tuple[int, str]:
-        return communicate(popen_in(self.handle, as_argv(argv)), timeout)
+    def _make_executor(self) -> NamespaceExecutor:
+        """Commands in the host are ours to end, not the namespace: never swept; each is
+        written down, so a crashed session's sweep ends what it left running."""
+        return NamespaceExecutor(self.handle, self.netns, "host", owned=False,
+                                 ledger=ledger_for(current_session(), netns_id(self.netns)))
 
-    def spawn(self, argv: list[str] | str) -> Process:
-        proc = popen_in(self.handle, as_argv(argv))
-        return Process(as_argv(argv), lambda: end_group(proc))
+    def stop_processes(self) -> None:
+        """End what was started in the host and is still running (at the session's end)."""
+        if self._executor is not None:
+            self._executor.stop_all()
 
     def remove(self, defer: Callable[[Callable[[], None]], None],
                unpin: Callable[[str], None] | None = None) -> None:
@@ -64,3 +71,11 @@ def host() -> HostNode:
         if node is None:
             node = _HOST[os.getpid()] = HostNode()
         return node
+
+
+def stop_host_processes() -> None:
+    """End what was started in the host and is still running (the session's end)."""
+    with _HOST_LOCK:
+        node = _HOST.get(os.getpid())
+    if node is not None:
+        node.stop_processes()

@@ -67,6 +67,7 @@ class PrivateHosts:
         self._written = False
         self._mounted = False
         self._mntns: int | None = None  # the node's mount namespace
+        self._detaching: threading.Thread | None = None
         self._lock = threading.Lock()  # a node's first processes may start from two threads
 
     def update(self, edit: Edit) -> None:
@@ -75,6 +76,13 @@ class PrivateHosts:
             self._edit = edit
             if self._written:
                 self._write()
+
+    def write(self) -> str:
+        """Write the file now, and return its path: a lab's later commands, in other
+        processes, mount it for what they run in the node (`pytest-netns exec`)."""
+        with self._lock:
+            self._write()
+        return self.path
 
     def _write(self) -> None:
         os.makedirs(HOSTS_DIR, exist_ok=True)
@@ -103,10 +111,18 @@ class PrivateHosts:
                 if not self._written:
                     self._write()
                 self._mntns = netns.call(private_mount_namespace, self.path, HOSTS)
-                threading.Thread(target=detach_private_nsfs, args=(os.dup(self._mntns),),
-                                 name=f"netns-detach:{netns.label}", daemon=True).start()
+                self._detaching = threading.Thread(
+                    target=detach_private_nsfs, args=(os.dup(self._mntns),),
+                    name=f"netns-detach:{netns.label}", daemon=True)
+                self._detaching.start()
             self._mounted = True
             return self._mntns
+
+    def settle(self) -> None:
+        """Wait until the private mount namespace holds no copy of another namespace's
+        mount: a process about to exit must, since the node's processes outlive it."""
+        if self._detaching is not None:
+            self._detaching.join()
 
     def remove(self) -> None:
         with self._lock:

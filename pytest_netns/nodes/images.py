@@ -1,8 +1,15 @@
-"""The test image, built from the host's static busybox without any registry.
+"""The test image, built from the host's static busybox without any registry; what a
+container runs.
 
 No registry is reachable on the machines this runs on, so pulling is not an
 option: the image is a `FROM scratch` build whose only file is the host's
 static busybox, with its applet links installed.
+
+A container runs what its image's author meant (its ENTRYPOINT and CMD)
+unless the test gives `command=`, as `docker run` does. Only the built-in
+images, whose own command is a shell that would exit at once, and images
+with no command at all, get a command that sleeps: they exist to be
+exec'd into.
 """
 
 from __future__ import annotations
@@ -10,19 +17,21 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import tarfile
 import threading
 from typing import TYPE_CHECKING
 
 from ..errors import ImageError
+from .command import Command, to_argv
 
 if TYPE_CHECKING:
     import docker
+    from docker.models.images import Image
 
 DEFAULT_IMAGE = "pytest-netns/busybox:1"
 BARE_IMAGE = "pytest-netns/bare:1"
 # Works in both images: the bare one has no `sh` or applet links.
 DEFAULT_COMMAND = ["/bin/busybox", "sleep", "2147483647"]
+IMAGE_LABEL = "pytest-netns.image"  # on the images build_image makes
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox", "/usr/local/bin/busybox")
 
 _HOW_TO_FIX = (
@@ -68,6 +77,8 @@ def _context(busybox: str, install_applets: bool) -> io.BytesIO:
         lines.append('CMD ["/bin/sh"]')
     dockerfile = ("\n".join(lines) + "\n").encode()
     buf = io.BytesIO()
+    import tarfile  # only to build the image: not on every topology's import path
+
     with tarfile.open(fileobj=buf, mode="w") as tar:
         tar.add(busybox, arcname="busybox")
         info = tarfile.TarInfo("Dockerfile")
@@ -89,7 +100,7 @@ def build_image(client: docker.DockerClient, tag: str = DEFAULT_IMAGE, bare: boo
             tag=tag,
             rm=True,
             pull=False,
-            labels={"pytest-netns.image": "1"},
+            labels={IMAGE_LABEL: "1"},
         )
     except docker.errors.BuildError as exc:
         raise ImageError(f"building {tag} from {busybox} failed: {exc}") from None
@@ -101,8 +112,23 @@ def build_image(client: docker.DockerClient, tag: str = DEFAULT_IMAGE, bare: boo
     return str(image.id)
 
 
-def ensure_image(client: docker.DockerClient, image: str) -> None:
-    """Make sure `image` exists locally; build it if it is one of ours.
+def container_command(image: Image, command: Command | None) -> list[str] | None:
+    """The `command` to start a container of `image` with (None: the image's own).
+
+    Given, `command` follows the string rule of `exec` (`nodes/command.py`)
+    and, like `docker run`'s, replaces CMD and is passed to the ENTRYPOINT.
+    """
+    if command is not None:
+        return to_argv(command)
+    config = image.attrs.get("Config") or {}
+    builtin = (config.get("Labels") or {}).get(IMAGE_LABEL) == "1"
+    if builtin or not (config.get("Entrypoint") or config.get("Cmd")):
+        return list(DEFAULT_COMMAND)
+    return None
+
+
+def ensure_image(client: docker.DockerClient, image: str) -> Image:
+    """Make sure `image` exists locally (build it if it is one of ours); return it.
 
     Never pulls: with no registry reachable a pull only hangs, and a user who
     names their own image expects that one, not a download.
@@ -111,8 +137,7 @@ def ensure_image(client: docker.DockerClient, image: str) -> None:
 
     with _build_lock:
         try:
-            client.images.get(image)
-            return
+            return client.images.get(image)
         except docker.errors.ImageNotFound:
             pass
         except docker.errors.DockerException as exc:  # "invalid reference format", empty name
@@ -120,13 +145,11 @@ def ensure_image(client: docker.DockerClient, image: str) -> None:
                 f"image {image!r} cannot be looked up: {exc}; expected an image reference "
                 f"such as {DEFAULT_IMAGE!r}"
             ) from None
-        if image == DEFAULT_IMAGE:
-            build_image(client, image)
-        elif image == BARE_IMAGE:
-            build_image(client, image, bare=True)
-        else:
-            raise ImageError(
-                f"image {image!r} is not present locally and pytest-netns does not pull "
-                f"images: `docker build`/`docker load` it first, or drop --netns-image to "
-                f"use the built-in {DEFAULT_IMAGE} ({_HOW_TO_FIX})"
-            )
+        if image in (DEFAULT_IMAGE, BARE_IMAGE):
+            build_image(client, image, bare=image == BARE_IMAGE)
+            return client.images.get(image)
+        raise ImageError(
+            f"image {image!r} is not present locally and pytest-netns does not pull "
+            f"images: `docker build`/`docker load` it first, or drop --netns-image to "
+            f"use the built-in {DEFAULT_IMAGE} ({_HOW_TO_FIX})"
+        )

@@ -27,6 +27,8 @@ test needs every error.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
+from itertools import groupby
 
 from .engine import (
     PROBE_STATS,
@@ -34,21 +36,25 @@ from .engine import (
     Source,
     check_attempts,
     describe,
+    notify,
     observers,
     probe_one,
     retry_window,
 )
 from .matrix import ReachabilityMatrix, reachability_matrix
 from .result import PAYLOAD, ProbeResult
+from .series import PingStats, ping_series
 
 __all__ = [
     "PROBE_STATS",
+    "PingStats",
     "ProbeResult",
     "ReachabilityMatrix",
     "assert_reachable",
     "assert_unreachable",
     "observers",
     "ping",
+    "ping_stats",
     "probe",
     "probe_tcp",
     "probe_udp",
@@ -60,6 +66,16 @@ def ping(src: Source, dst: Destination, timeout: float = 1.0, *,
          family: int | None = None) -> ProbeResult:
     """ICMP (ICMPv6) echo from `src` to `dst`: state reply, no-route, unreachable or timeout."""
     return probe_one(src, dst, "icmp", None, timeout, family=family)
+
+
+def ping_stats(src: Source, dst: Destination, count: int = 10, interval: float = 0.01,
+               timeout: float = 1.0, *, family: int | None = None) -> PingStats:
+    """`count` ICMP (ICMPv6) echoes from `src` to `dst`, `interval` seconds apart, each
+    waited for `timeout` seconds: `sent`, `received`, `loss` (percent) and
+    `rtt_min/avg/max/mdev` (milliseconds, None when nothing came back), as `ping -c -i -W`
+    reports them.
+    """
+    return ping_series(src, dst, count, interval, timeout, family)
 
 
 def probe_tcp(src: Source, dst: Destination, port: int, timeout: float = 1.0, *,
@@ -76,14 +92,32 @@ def wait_for_tcp(
 
     A server just started in a node (`node.spawn(...)`) needs a moment before
     it listens, and until then a probe truthfully says `closed`. This waits for
-    that moment instead of a fixed sleep.
+    that moment instead of a fixed sleep. The failure report shows the wait as
+    one probe whose detail sums up the tries ("closed x37 in 1.9 s, then open").
     """
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
+    states: list[str] = []
     while True:
-        result = probe_tcp(src, dst, port, timeout=min(1.0, timeout), family=family)
+        result = probe_one(src, dst, "tcp", port, min(1.0, timeout), family=family,
+                           notify_observers=False)
+        states.append(result.state)
         if result.ok or time.monotonic() + interval > deadline:
-            return result
+            break
         time.sleep(interval)
+    if len(states) > 1:
+        tries = fold_states(states[:-1]) + f", then {result.state}" if result.ok else (
+            fold_states(states))
+        result = replace(result, detail=(
+            f"{result.detail}; waited {time.monotonic() - started:.1f} s: {tries}"))
+    notify(result)
+    return result
+
+
+def fold_states(states: list[str]) -> str:
+    """Runs of equal states, counted: ["closed"]*37 + ["filtered"] -> "closed x37, filtered"."""
+    runs = [(state, len(list(group))) for state, group in groupby(states)]
+    return ", ".join(state if count == 1 else f"{state} x{count}" for state, count in runs)
 
 
 def probe_udp(

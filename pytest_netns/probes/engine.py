@@ -276,9 +276,9 @@ def _wait(pendings: list[Pending], batch: Batch, timeout: float) -> None:
 
 def probe_one(src: object, dst: object, proto: object, port: object, timeout: object,
               payload: bytes = PAYLOAD, attempts: int = 1,
-              family: int | None = None) -> ProbeResult:
+              family: int | None = None, notify_observers: bool = True) -> ProbeResult:
     """Validate the arguments, run one probe (a silent one up to `attempts` times),
-    and tell the observers."""
+    and tell the observers (unless the caller reports a summary of its own)."""
     node = source_node(src)
     proto_name, port_number = check_proto(proto, port)
     seconds = check_timeout(timeout)
@@ -288,7 +288,8 @@ def probe_one(src: object, dst: object, proto: object, port: object, timeout: ob
     address, name = target(dst, node, check_family(family))
     (result,) = run([Spec(node, address, name, proto_name, port_number, payload)], seconds,
                     attempts=attempts)
-    notify(result)
+    if notify_observers:
+        notify(result)
     return result
 
 

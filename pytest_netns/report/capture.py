@@ -24,17 +24,19 @@ from __future__ import annotations
 
 import functools
 import os
+import select
 import selectors
 import socket
 import struct
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import NetnsError
 from ..kernel.janitor import janitor
-from ..topology.links import TapPoint
+from ..topology.links import Link, TapPoint
 from .pcap import SNAPLEN, PcapWriter
 
 if TYPE_CHECKING:
@@ -240,9 +242,12 @@ def _close_sockets(socks: list[socket.socket]) -> None:
         t.join()
 
 
-def _drain(tap: _Tap, buf: bytearray, view: memoryview, merged: list[_Frame]) -> None:
-    """Move every queued frame of one tap into its pcap (or `merged`, if it shares one)."""
-    sock, writer = tap.sock, tap.writer
+def _frames(sock: socket.socket, buf: bytearray,
+            view: memoryview) -> Iterator[tuple[int, int, int, memoryview, int]]:
+    """Every frame queued on a packet socket: (packet type, sec, usec, frame, wire length).
+
+    The frame is a view of `buf`, valid until the next one is read.
+    """
     while True:
         try:
             n, anc, _, addr = sock.recvmsg_into([buf], 64, socket.MSG_TRUNC)
@@ -250,8 +255,6 @@ def _drain(tap: _Tap, buf: bytearray, view: memoryview, merged: list[_Frame]) ->
             return
         except OSError:  # the interface went away under us: nothing more to read
             return
-        if tap.point.ingress_only and addr[2] == PACKET_OUTGOING:
-            continue
         sec = usec = -1
         for level, kind, data in anc:
             if level == socket.SOL_SOCKET and kind == SO_TIMESTAMP and len(data) >= 16:
@@ -259,11 +262,18 @@ def _drain(tap: _Tap, buf: bytearray, view: memoryview, merged: list[_Frame]) ->
         if sec < 0:
             now = time.time()
             sec, usec = int(now), int(now % 1 * 1e6)
-        frame = view[: min(n, len(buf))]
+        yield addr[2], sec, usec, view[: min(n, len(buf))], n
+
+
+def _drain(tap: _Tap, buf: bytearray, view: memoryview, merged: list[_Frame]) -> None:
+    """Move every queued frame of one tap into its pcap (or `merged`, if it shares one)."""
+    for pkttype, sec, usec, frame, n in _frames(tap.sock, buf, view):
+        if tap.point.ingress_only and pkttype == PACKET_OUTGOING:
+            continue
         if tap.shared:
-            merged.append((sec, usec, bytes(frame), n, writer))
+            merged.append((sec, usec, bytes(frame), n, tap.writer))
         else:
-            writer.write(sec, usec, frame, n)
+            tap.writer.write(sec, usec, frame, n)
 
 
 def _read_drops(sock: socket.socket) -> int:
@@ -280,3 +290,37 @@ def start_capture(topo: Topology, directory: str, prefix: str | None = None) -> 
     cap = TopologyCapture(topo, directory, prefix).start()
     topo.on_close(cap.stop)
     return cap
+
+
+class LinkTap:
+    """Every frame of one link, both directions, as it happens (`pytest-netns capture`).
+
+    The tap is the link's own (`Link.tap`), but a switch port is read in both
+    directions here: only this one link is captured, so nothing is seen twice.
+    """
+
+    def __init__(self, topo: Topology, link: Link) -> None:
+        self.point = link.tap()
+        self.where = f"{self.point.node}:{self.point.ifname}"
+        node = topo.nodes[self.point.node]
+        try:
+            self._sock = node.call(_open_tap, self.point.ifname, False)
+        except OSError as exc:
+            raise NetnsError(f"cannot capture {link.segment} of {topo.label} on "
+                             f"{self.where}: {exc}") from exc
+        self._buf = bytearray(SNAPLEN)
+        self._view = memoryview(self._buf)
+
+    def frames(self, timeout: float) -> Iterator[tuple[int, int, memoryview, int]]:
+        """The frames that arrive within `timeout` seconds: (sec, usec, frame, wire length)."""
+        ready, _, _ = select.select([self._sock], [], [], timeout)
+        if ready:
+            for _, sec, usec, frame, n in _frames(self._sock, self._buf, self._view):
+                yield sec, usec, frame, n
+
+    @property
+    def drops(self) -> int:
+        return _read_drops(self._sock)
+
+    def close(self) -> None:
+        self._sock.close()

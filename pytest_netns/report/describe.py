@@ -3,12 +3,15 @@
 When a networked test fails the first question is what the network looked
 like, so the report shows every node's interfaces, addresses and routes as
 the kernel holds them at that moment (or, for a topology already closed,
-what was built), the switches and routers, and every probe with its outcome.
+what was built), the switches and routers, every fault the test injected
+(impaired and cut links, partitions), and every probe with its outcome.
 """
 
 from __future__ import annotations
 
+import shlex
 import socket
+import time
 from typing import TYPE_CHECKING
 
 from ..kernel.rtnl import RT_TABLE_MAIN, RTN_UNICAST, RouteInfo
@@ -20,6 +23,7 @@ if TYPE_CHECKING:
     from ..topology.topology import Topology
 
 MAX_PROBE_LINES = 40
+MAX_OUTPUT_LINES = 10  # of each spawned process's output
 
 
 def _align(rows: list[list[str]], indent: str = "  ") -> list[str]:
@@ -39,6 +43,10 @@ def _align(rows: list[list[str]], indent: str = "  ") -> list[str]:
 
 def _segment_note(topo: Topology, node: str, ifname: str) -> str:
     """What an interface is attached to, in a few words."""
+    if topo.fault_state is not None:
+        direction = topo.fault_state.sinks().get((node, ifname))
+        if direction:
+            return f"sink of impaired {direction} (to its forwarder)"
     for seg in topo.segments.values():
         mine = [m for m in seg.members if m.node == node and m.ifname == ifname]
         if not mine:
@@ -173,6 +181,27 @@ def enter_commands(topo: Topology) -> list[tuple[str, str]]:
     return out
 
 
+def describe_processes(topo: Topology) -> list[str]:
+    """The processes the test spawned in the topology's nodes: state and last output lines.
+
+    A server that died, or never listened, usually says why in its output.
+    """
+    lines: list[str] = []
+    for name in topo.members():
+        for process in topo.nodes[name].processes:
+            code = process.returncode
+            state = "running" if code is None else f"exited with status {code}"
+            lines.append(f"  {name}: `{shlex.join(process.argv)}` (pid {process.pid}) {state}")
+            output = process.output().rstrip("\n").splitlines()
+            if not output:
+                lines.append("      (no output)")
+                continue
+            if len(output) > MAX_OUTPUT_LINES or process.output_buffer.dropped:
+                lines.append(f"      ... (last {min(len(output), MAX_OUTPUT_LINES)} lines)")
+            lines += ["      " + line for line in output[-MAX_OUTPUT_LINES:]]
+    return [f"processes started in {topo.label}", *lines] if lines else []
+
+
 def _probe_line(probe: ProbeResult) -> str:
     return f"{'ok  ' if probe.ok else 'FAIL'}  {probe}"
 
@@ -190,3 +219,39 @@ def describe_probes(probes: list[ProbeResult]) -> list[str]:
     return lines
 
 
+
+
+def describe_faults(topo: Topology) -> list[str]:
+    """What the test did to the network's behaviour: what is in effect now, and when.
+
+    Nothing when the topology never had a fault. Each impaired or cut link
+    gets a line per direction, each partition one line; then the changes in
+    the order they happened, timed from the topology's first fault.
+    """
+    state = topo.fault_state
+    if state is None:
+        return []
+    rows: list[list[str]] = [["LINK", "ENDS", "NOW"]]
+    for link in topo.links:
+        faults = state.existing(link)
+        if faults is None:
+            continue
+        ends = f"{link.ends[0].node}<->{link.ends[1].node}"
+        for i, line in enumerate(faults.describe()):
+            rows.append([link.segment if i == 0 else "", ends if i == 0 else "", line])
+    for part in state.active_partitions():
+        rows.append(["partition", part.describe(),
+                     f"active for {time.monotonic() - part.since:.2f} s"])
+    lines = [f"faults of {topo.label}"]
+    if len(rows) > 1:
+        lines += _align(rows)
+    else:
+        lines.append("  none in effect now")
+    forwarder = state.forwarder_state()
+    if forwarder:
+        lines.append(f"  {forwarder}")
+    if state.log:
+        lines.append("  changes (seconds after the first):")
+        first = state.log[0].at
+        lines += [f"    +{event.at - first:7.3f}  {event.text}" for event in state.log]
+    return lines

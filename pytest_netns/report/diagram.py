@@ -2,7 +2,9 @@
 
 The diagram answers "what did the network look like, and what could reach
 what" at a glance: nodes with their addresses, routers, switches and links
-with their subnets, and, drawn over them, the pairs the test probed (green:
+with their subnets, impaired links labelled with what they do ("40 ms, 1 %
+loss", orange) and cut links in red, partitions as red crossed lines between
+their groups, and, drawn over them, the pairs the test probed (green:
 reachable, red: not). The picture is computed once (`Diagram`) and written
 in two languages: DOT (always written: it needs nothing installed and diffs
 well; rendered to SVG where Graphviz is) and Mermaid (which GitHub and most
@@ -23,6 +25,7 @@ from ..topology.spec import HOST, Role, SegmentKind
 if TYPE_CHECKING:
     from ..probes.matrix import ReachabilityMatrix
     from ..probes.result import ProbeResult
+    from ..topology.labfile import LabSpec
     from ..topology.segments import Member, Segment
     from ..topology.topology import Topology
 
@@ -51,7 +54,8 @@ class Box:
 
 @dataclass(frozen=True)
 class Edge:
-    """A link (`style` "link" or "stub") or an observed pair ("ok" or "fail")."""
+    """A link (`style` "link", "impaired", "down" or "stub"), a partition between two groups
+    ("cut", or "cut1" for one way, from `src`'s group), or an observed pair ("ok", "fail")."""
 
     src: str
     dst: str
@@ -142,8 +146,7 @@ def build(topologies: list[Topology], reach: list[Reach], unknown: dict[str, str
             members = [m for m in seg.members
                        if m.node == HOST or topo.roles.get(m.node) != Role.HIDDEN]
             if seg.kind == SegmentKind.SWITCH:
-                out.edges += [Edge(node_id(i, m.node), node_id(i, seg.name), m.ifname, "link")
-                              for m in members]
+                out.edges += [_link_edge(topo, i, m.node, seg.name, m.ifname) for m in members]
             elif seg.kind == SegmentKind.STUB:
                 for m in members:
                     stub = f"t{i}:{seg.name}"
@@ -151,10 +154,11 @@ def build(topologies: list[Topology], reach: list[Reach], unknown: dict[str, str
                                                 *_member_lines(seg, m)), "stub"))
                     out.edges.append(Edge(node_id(i, m.node), stub, "", "stub"))
             elif len(members) == 2:
-                out.edges.append(Edge(node_id(i, members[0].node), node_id(i, members[1].node),
-                                      "\n".join((seg.name, *_subnets(seg))), "link"))
+                out.edges.append(_link_edge(topo, i, members[0].node, members[1].node,
+                                            "\n".join((seg.name, *_subnets(seg)))))
             host_lines += [line for m in members if m.node == HOST
                            for line in _member_lines(seg, m)]
+        out.edges += _partition_edges(topo, i)
     if host_lines:
         out.boxes.append(Box(HOST_ID, ("host (root netns)", *host_lines), "host"))
     out.boxes += [Box(ident, (f"{text} (not in a topology)",), "other")
@@ -162,6 +166,77 @@ def build(topologies: list[Topology], reach: list[Reach], unknown: dict[str, str
     out.edges += [Edge(r.src, r.dst, f"{r.what} {'ok' if r.ok else 'FAIL'}",
                        "ok" if r.ok else "fail") for r in reach]
     return out
+
+
+def from_lab(spec: LabSpec) -> Diagram:
+    """A lab file as declared, before it is built: what `pytest-netns graph` draws for a
+    lab that is not up. Addresses and subnets chosen at build time say "auto"."""
+    out = Diagram(clusters=[f"{spec.name} (not up)"])
+    pinned: dict[str, list[str]] = {name: [] for name in spec.nodes}
+    for link in spec.links:
+        for name, address in link.ip.items():
+            if name in pinned:
+                pinned[name].append(f"{link.iface.get(name, '')} {address}".strip())
+    for node in spec.nodes.values():
+        what = ("attached container" if node.attach else node.kind if node.kind == "router"
+                else node.backend or (spec.backend if spec.backend != "auto" else None)
+                or "node")
+        out.boxes.append(Box(node_id(0, node.name), (f"{node.name} ({what})",
+                                                     *pinned[node.name]),
+                             "router" if node.kind == "router" else "node", 0))
+    for switch in spec.switches.values():
+        out.boxes.append(Box(node_id(0, switch.name),
+                             (switch.name, "switch", switch.subnet or "subnet auto"), "switch", 0))
+    for link in spec.links:
+        impair = "; ".join(", ".join(f"{k} {v}" for k, v in i.items()) for i in link.impair)
+        if len(link.endpoints) == 1:
+            (name,) = link.endpoints
+            stub = f"t0:stub{link.entry}"
+            out.boxes.append(Box(stub, (f"guest-only {link.kind or 'NIC'}",
+                                        link.ip.get(name, "172.16.0.10/24")), "stub"))
+            out.edges.append(Edge(node_id(0, name), stub, "", "stub"))
+            continue
+        a, b = link.endpoints
+        label = "" if a in spec.switches or b in spec.switches else link.subnet or "subnet auto"
+        label = "\n".join(t for t in (label, impair) if t)
+        out.edges.append(Edge(node_id(0, a), node_id(0, b), label, "link"))
+    for node in spec.nodes.values():
+        if node.nat is not None:
+            out.edges.append(Edge(node_id(0, node.name), HOST_ID,
+                                  f"NAT upstream\n{node.nat.subnet or 'subnet auto'}", "link"))
+    if spec.host_links() or any(n.nat for n in spec.nodes.values()):
+        out.boxes.append(Box(HOST_ID, ("host (root netns)",), "host"))
+    return out
+
+
+def _link_edge(topo: Topology, index: int, a: str, b: str, label: str) -> Edge:
+    """A link, labelled with what its faults do now, and styled by them."""
+    style, src, dst = "link", node_id(index, a), node_id(index, b)
+    state = topo.fault_state
+    link = next((ln for ln in topo.links if ln.connects(a, b)), None)
+    faults = state.existing(link) if state is not None and link is not None else None
+    if faults is not None:
+        summary = faults.summary()
+        if summary:
+            label = f"{label}\n{summary}" if label else summary
+            style = "impaired" if faults.is_up else "down"
+    return Edge(src, dst, label, style)
+
+
+def _partition_edges(topo: Topology, index: int) -> list[Edge]:
+    """One crossed line per pair of groups of each active partition, between their first
+    members (from the first group only, for a one-way partition)."""
+    state = topo.fault_state
+    if state is None:
+        return []
+    edges = []
+    for part in state.active_partitions():
+        firsts = [node_id(index, group[0]) for group in part.groups]
+        pairs = ([(firsts[0], f) for f in firsts[1:]] if part.oneway
+                 else [(a, b) for n, a in enumerate(firsts) for b in firsts[n + 1:]])
+        label = f"partition {part.describe()}"
+        edges += [Edge(a, b, label, "cut1" if part.oneway else "cut") for a, b in pairs]
+    return edges
 
 
 def _addresses(topo: Topology, name: str) -> list[str]:
@@ -189,6 +264,12 @@ _DOT_SHAPES = {"node": "box", "router": "octagon", "switch": "ellipse", "stub": 
 _DOT_EXTRA = {"stub": ", fontsize=9", "host": ", style=filled, fillcolor=grey92"}
 _DOT_EDGES = {
     "link": "",
+    "impaired": "color=darkorange, fontcolor=darkorange3, penwidth=2",
+    "down": "color=red3, fontcolor=red3, style=dashed, penwidth=2",
+    "cut": "color=red3, fontcolor=red3, style=bold, dir=both, arrowhead=tee, arrowtail=tee, "
+           "constraint=false",
+    "cut1": "color=red3, fontcolor=red3, style=bold, dir=forward, arrowhead=tee, "
+            "constraint=false",
     "stub": "style=dotted",
     "ok": "color=darkgreen, fontcolor=darkgreen, style=dashed, dir=forward, constraint=false",
     "fail": "color=red3, fontcolor=red3, style=dashed, dir=forward, constraint=false",
@@ -234,8 +315,11 @@ def to_dot(topologies: list[Topology], reach: list[Reach], unknown: dict[str, st
 
 _MERMAID_SHAPES = {"node": ("[", "]"), "router": ("{{", "}}"), "switch": ("([", "])"),
                    "stub": ("[/", "/]"), "host": ("[[", "]]"), "other": (">", "]")}
-_MERMAID_EDGES = {"link": "---", "stub": "-.-", "ok": "-.->", "fail": "-.-x"}
-_MERMAID_COLORS = {"ok": "stroke:#1a7f37,color:#1a7f37", "fail": "stroke:#cf222e,color:#cf222e"}
+_MERMAID_EDGES = {"link": "---", "impaired": "===", "down": "-.-", "cut": "x--x", "cut1": "--x",
+                  "stub": "-.-", "ok": "-.->", "fail": "-.-x"}
+_RED = "stroke:#cf222e,color:#cf222e"
+_MERMAID_COLORS = {"ok": "stroke:#1a7f37,color:#1a7f37", "fail": _RED, "down": _RED,
+                   "cut": _RED, "cut1": _RED, "impaired": "stroke:#bc4c00,color:#bc4c00"}
 
 
 def _mid(ident: str) -> str:
@@ -244,7 +328,8 @@ def _mid(ident: str) -> str:
 
 
 def _mtext(text: str) -> str:
-    return '"' + text.replace('"', "#quot;").replace("\n", "<br/>") + '"'
+    return ('"' + text.replace('"', "#quot;").replace("|", "#124;").replace("\n", "<br/>")
+            + '"')
 
 
 def render_mermaid(d: Diagram) -> str:

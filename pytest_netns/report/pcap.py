@@ -23,14 +23,23 @@ _RECORD = struct.Struct("<IIII")
 
 
 class PcapWriter:
-    """Appends Ethernet frames with their capture time to one pcap file."""
+    """Appends Ethernet frames with their capture time to one pcap file.
 
-    def __init__(self, path: str, snaplen: int = SNAPLEN) -> None:
-        self.path = path
+    `path` may also be an open binary stream (a pipe to `tcpdump -r -` or
+    Wireshark); with `flush`, each frame is handed on as soon as it is written.
+    """
+
+    def __init__(self, path: str | BinaryIO, snaplen: int = SNAPLEN, flush: bool = False) -> None:
+        self.path = path if isinstance(path, str) else str(getattr(path, "name", "<stream>"))
         self.snaplen = snaplen
         self.frames = 0
-        self._file: BinaryIO | None = open(path, "wb")  # noqa: SIM115 (closed in close())
+        self._owned = isinstance(path, str)
+        self._flush = flush
+        self._file: BinaryIO | None = (
+            open(path, "wb") if isinstance(path, str) else path)  # noqa: SIM115 (close())
         self._file.write(_HEADER.pack(MAGIC, *VERSION, 0, 0, snaplen, LINKTYPE_ETHERNET))
+        if flush:
+            self._file.flush()
 
     def write(self, sec: int, usec: int, frame: bytes | memoryview, orig_len: int = 0) -> None:
         """One record; `orig_len` is the frame's length on the wire when it was cut short."""
@@ -40,10 +49,16 @@ class PcapWriter:
         self._file.write(_RECORD.pack(sec, usec, caplen, max(orig_len, len(frame))))
         self._file.write(frame[:caplen])
         self.frames += 1
+        if self._flush:
+            self._file.flush()
 
     def close(self) -> None:
+        """Close the file (a stream handed in is only flushed: its owner closes it)."""
         if self._file is not None:
-            self._file.close()
+            if self._owned:
+                self._file.close()
+            else:
+                self._file.flush()
             self._file = None
 
     @property

@@ -21,12 +21,19 @@ from typing import TYPE_CHECKING
 from ..choices import CAPTURE_MODES
 from ..errors import InvalidArgumentError
 from ..ownership import Session, mark_kept
-from .describe import describe_probes, describe_topology, enter_commands
+from .describe import (
+    describe_faults,
+    describe_probes,
+    describe_processes,
+    describe_topology,
+    enter_commands,
+)
 from .summary import SESSION, relative
 
 if TYPE_CHECKING:
     from ..probes.matrix import ReachabilityMatrix
     from ..probes.result import ProbeResult
+    from ..probes.series import PingStats
     from ..topology.topology import Topology
     from .capture import LinkCapture, TopologyCapture
 
@@ -59,6 +66,7 @@ class TestRecord:
         self.topologies: list[Topology] = []
         self.probes: list[ProbeResult] = []
         self.matrices: list[ReachabilityMatrix] = []
+        self.ping_stats: list[PingStats] = []
         self.captures: list[TopologyCapture] = []
         self.links: list[LinkCapture] = []
         self.svg_path: str | None = None
@@ -104,14 +112,17 @@ class TestRecord:
             self._building -= 1
 
     def observe(self, obj: object) -> None:
-        """Observer of the probes: every probe result and reachability matrix."""
+        """Observer of the probes: every probe result, reachability matrix and ping series."""
         from ..probes.matrix import ReachabilityMatrix
         from ..probes.result import ProbeResult
+        from ..probes.series import PingStats
 
         if self._building:
             return
         if isinstance(obj, ReachabilityMatrix):
             self.matrices.append(obj)
+        elif isinstance(obj, PingStats):
+            self.ping_stats.append(obj)
         elif isinstance(obj, ProbeResult):
             self.probes.append(obj)
 
@@ -136,7 +147,16 @@ class TestRecord:
         for topo in self.topologies:
             lines += describe_topology(topo)
             lines.append("")
+            faults = describe_faults(topo)
+            if faults:
+                lines += [*faults, ""]
+            processes = describe_processes(topo)
+            if processes:
+                lines += [*processes, ""]
         lines += describe_probes(self.probes)
+        if self.ping_stats:
+            lines.append(f"ping series ({len(self.ping_stats)})")
+            lines += [f"  {stats}" for stats in self.ping_stats[-20:]]
         for matrix in self.matrices:
             lines += ["", "reachability matrix"]
             lines += ["  " + ln for ln in str(matrix).splitlines()]

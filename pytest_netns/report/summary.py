@@ -1,4 +1,4 @@
-"""The session's tally, for the terminal summary: topologies, probes, captures, failures.
+"""The session's tally, for the terminal summary: topologies, probes, faults, captures, failures.
 
 Every test's record adds to `SESSION`; `summary_lines` turns it, with the
 topology registry's costs and the probe count, into the lines pytest prints
@@ -49,6 +49,9 @@ def summary_lines() -> list[str]:
         tests = int(stats.get("shared_tests", 0))
         lines.append(f"{shared} of them shared (netns_factory), by {tests} "
                      f"test{'' if tests == 1 else 's'}")
+    faults = _fault_line()
+    if faults:
+        lines.append(faults)
     if SESSION.pcaps:
         lines.append(
             f"captured {SESSION.frames} frames into {SESSION.pcaps} pcaps "
@@ -68,6 +71,22 @@ def summary_lines() -> list[str]:
     return lines
 
 
+
+
+def _fault_line() -> str | None:
+    """"faults: 3 impairments, 1 cut, 1 partition (1 forwarder process)", when there were any."""
+    module = sys.modules.get("pytest_netns.topology.faults")
+    stats: dict[str, int] = getattr(module, "FAULT_STATS", None) or {}
+    names = {"impairments": ("impairment", "impairments"), "cuts": ("link cut", "link cuts"),
+             "flaps": ("flap", "flaps"), "partitions": ("partition", "partitions")}
+    parts = [f"{stats[key]} {one if stats[key] == 1 else many}"
+             for key, (one, many) in names.items() if stats.get(key)]
+    if not parts:
+        return None
+    forwarders = stats.get("forwarders", 0)
+    extra = (f" ({forwarders} forwarder process{'es' if forwarders != 1 else ''})"
+             if forwarders else "")
+    return f"faults injected: {', '.join(parts)}{extra}"
 
 
 def relative(path: str) -> str:

@@ -6,5 +6,6 @@ what the plan says, one `links` object per link; `topology` is the result,
 `segments` what it holds; `names` what each node's hosts file says;
 `recipes` are the four fixtures of the article; `shared` builds topologies
 that outlive one test (`netns_factory`); `registry` counts what this
-process has up.
+process has up; `faults` makes links misbehave (impairments, cuts,
+flapping) and partitions the topology.
 """

@@ -12,13 +12,19 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
 from ..choices import NODE_BACKENDS as BACKENDS
-from ..errors import InvalidAddressError, InvalidTopologyError, UnsupportedKindError
+from ..errors import (
+    InvalidAddressError,
+    InvalidImpairmentError,
+    InvalidTopologyError,
+    UnsupportedKindError,
+)
 from ..kernel.privileges import require_privileges
+from ..nodes.command import to_argv
 from ..ownership import Session, current_session
 from .addresses import (
     check_assignable,
@@ -30,12 +36,13 @@ from .addresses import (
     parse_subnet,
     parse_subnet6,
 )
-from .construct import Constructor
+from .construct import Constructor, impair
 from .plan import Plan, make_plan
 from .spec import (
     HOST,
     EndpointSpec,
     Expectation,
+    ImpairmentSpec,
     Network,
     Network6,
     NodeSpec,
@@ -109,6 +116,7 @@ class TopologyBuilder:
         self._segments: dict[str, SegmentSpec] = {}
         self._routes: list[RouteSpec] = []
         self._expect: list[Expectation] = []
+        self._impairments: list[ImpairmentSpec] = []
         self._built = False
 
     @property
@@ -121,13 +129,9 @@ class TopologyBuilder:
     # -- description ------------------------------------------------------
 
     def _add_node(self, spec: NodeSpec) -> str:
-        if not isinstance(spec.name, str) or not spec.name or spec.name == HOST:
-            raise InvalidTopologyError(
-                f"invalid node name {spec.name!r}: expected a non-empty string other than 'host'"
-            )
+        check_node_name(spec.name)
         if spec.name in self._nodes or spec.name in self._segments:
             raise InvalidTopologyError(f"name {spec.name!r} is used twice in this topology")
-        check_hostname(spec.name)
         spec.aliases = _aliases(spec.name, spec.aliases)
         self._nodes[spec.name] = spec
         return spec.name
@@ -149,9 +153,11 @@ class TopologyBuilder:
         chosen = backend or self.backend
         if chosen not in BACKENDS:
             raise InvalidTopologyError(f"unknown backend {chosen!r}: expected one of {BACKENDS}")
+        cmd = command if command is not None else self.command
         return self._add_node(
-            NodeSpec(name, Role.NODE, chosen, image or self.image, command or self.command,
-                     run_kwargs=run_kwargs, aliases=_alias_tuple(aliases))
+            NodeSpec(name, Role.NODE, chosen, image or self.image,
+                     to_argv(cmd) if cmd is not None else None, run_kwargs=run_kwargs,
+                     aliases=_alias_tuple(aliases))
         )
 
     def attach(self, container: Any, name: str | None = None,
@@ -177,7 +183,8 @@ class TopologyBuilder:
                subnet6: str | Network6 | None = None) -> str:
         """A learning bridge in a namespace of its own (clear of the host's firewall)."""
         name = name or f"sw{len(self._segments)}"
-        if name in self._nodes or name in self._segments or name == HOST:
+        check_node_name(name, "switch name")
+        if name in self._nodes or name in self._segments:
             raise InvalidTopologyError(f"name {name!r} is used twice in this topology")
         net = parse_subnet(subnet, hosts_needed=1) if subnet is not None else None
         net6 = parse_subnet6(subnet6, hosts_needed=1) if subnet6 is not None else None
@@ -198,17 +205,24 @@ class TopologyBuilder:
         subnet6: str | Network6 | None = None,
         ip6: str | None = None,
         peer_ip6: str | None = None,
+        impair: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
     ) -> str:
         """Connect node `a` to a switch, another node, or `HOST`; return the segment name.
 
         `ip`/`ip6`/`iface` are `a`'s end; `peer_ip`/`peer_ip6`/`peer_iface` the
         other end's (not for a switch, whose ports carry no address). `subnet6`,
-        `ip6` and `peer_ip6` need a topology made with `ipv6=True`.
+        `ip6` and `peer_ip6` need a topology made with `ipv6=True`. `impair`
+        takes `Link.impair`'s keywords (`{"delay": "20ms", "loss": 1}`, with an
+        optional "direction"), or a list of them for different directions;
+        they are applied once the topology is built and verified.
         """
         if a == HOST:
             a, b, ip, peer_ip, iface, peer_iface = b, a, peer_ip, ip, peer_iface, iface
             ip6, peer_ip6 = peer_ip6, ip6
         self._need_node(a, "connect")
+        if b != HOST and b not in self._nodes:
+            self._need_node(b, "connect")
+        impairments = _impairments(a, b, impair) if impair is not None else []
         end_a = EndpointSpec(a, _ifname_or_none(iface), _ip_or_none(ip), _ip6_or_none(ip6))
         if b in self._segments and self._segments[b].kind == SegmentKind.SWITCH:
             if peer_ip or peer_iface or peer_ip6:
@@ -232,6 +246,7 @@ class TopologyBuilder:
                     )
                 seg.subnet6 = net6
             seg.endpoints.append(end_a)
+            self._impairments += impairments
             return b
         if b != HOST:
             self._need_node(b, "connect")
@@ -244,6 +259,7 @@ class TopologyBuilder:
                              _ip6_or_none(peer_ip6))
         self._segments[name] = SegmentSpec(name, SegmentKind.LINK, link_net, [end_a, end_b],
                                            subnet6=link_net6)
+        self._impairments += impairments
         return name
 
     def stub(
@@ -368,7 +384,8 @@ class TopologyBuilder:
                 "made without IPv6: pass ipv6=True"
             )
         return make_plan(self.label, f"{self.session.id}:{self.label}", self._nodes,
-                         list(self._segments.values()), self._routes, self._expect, self.ipv6)
+                         list(self._segments.values()), self._routes, self._expect, self.ipv6,
+                         self._impairments)
 
     def build(self) -> Topology:
         """Create everything; on any failure remove what was made, then re-raise."""
@@ -387,12 +404,34 @@ class TopologyBuilder:
                 topo.build_seconds = time.perf_counter() - started
                 if self.verify:
                     Constructor.verify(plan, topo)
-            except BaseException:
+                impair(plan, topo)
+            except BaseException as exc:
+                cause = next((c for node in topo.nodes.values()
+                              if (c := node.failure_cause()) is not None), None)
                 topo.close()
+                if cause is not None and isinstance(exc, Exception):
+                    raise cause from exc
                 raise
         if self.listener is not None:
             self.listener.built(topo)
         return topo
+
+
+def check_node_name(name: object, what: str = "node name") -> None:
+    """InvalidTopologyError (a HostnameError) unless every backend accepts `name`.
+
+    One rule for nodes, routers and switches on both backends, checked
+    before anything is built: a host name other nodes can resolve
+    (`check_hostname`), which is also a name Docker accepts in a container's
+    name (it refuses spaces and anything outside letters, digits, `_`, `.`
+    and `-`); and not "host", which means the host in every call.
+    """
+    if name == HOST:
+        raise InvalidTopologyError(
+            f"invalid {what} 'host': it stands for the host's namespace in every call; "
+            "pick another name"
+        )
+    check_hostname(name, what)
 
 
 def _ip_or_none(value: str | None) -> ipaddress.IPv4Address | None:
@@ -448,3 +487,32 @@ def _aliases(name: str, aliases: tuple[str, ...]) -> tuple[str, ...]:
             )
         seen.add(alias.lower())
     return aliases
+
+
+_IMPAIR_KEYS = ("delay", "jitter", "loss", "rate", "duplicate", "corrupt", "reorder",
+                "distribution", "direction")
+
+
+def _impairments(a: str, b: str, given: object) -> list[ImpairmentSpec]:
+    """`connect(..., impair=...)` checked now, so a bad value fails before anything exists."""
+    from ..kernel.impairment import Impairment
+    from .faults import parse_direction
+
+    specs = [given] if isinstance(given, Mapping) else given
+    if not isinstance(specs, Sequence) or isinstance(specs, str) or not all(
+            isinstance(s, Mapping) for s in specs):
+        raise InvalidImpairmentError(
+            f"impair={given!r} for {a}<->{b}: give Link.impair's keywords as a dict, e.g. "
+            "{'delay': '20ms', 'loss': 1}, or a list of such dicts (one per direction)")
+    out = []
+    for spec in specs:
+        unknown = sorted(set(spec) - set(_IMPAIR_KEYS))
+        if unknown:
+            raise InvalidImpairmentError(
+                f"impair={dict(spec)!r} for {a}<->{b}: unknown keys {unknown}; valid: "
+                f"{', '.join(_IMPAIR_KEYS)}")
+        values = dict(spec)
+        parse_direction(values.get("direction", "both"), (a, b))
+        Impairment.parse(**{k: v for k, v in values.items() if k != "direction"})
+        out.append(ImpairmentSpec(a, b, values))
+    return out

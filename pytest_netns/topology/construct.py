@@ -2,9 +2,10 @@
 
 Nodes first (namespaces, started or attached containers), then links
 (bridges, veths, guest-only NICs, NAT), then routes, then every node's
-names; finally the plan's expectations are proved with probes. Any failure
-propagates to the builder, which closes the topology, removing whatever
-exists by then.
+names; then the plan's expectations are proved with probes, and last the
+links described as impaired are impaired (so verification is neither
+slowed nor lost to them). Any failure propagates to the builder, which
+closes the topology, removing whatever exists by then.
 
 IPv6 is on in a node only on an IPv6 topology, on both backends: Docker
 disables it in every container, and namespaces follow suit (no link-local
@@ -102,10 +103,12 @@ class _Namespaces:
     def _add(self, handle: Netns) -> None:
         spec = self.specs[self.added]
         self.added += 1
-        node = NamespaceNode(spec.name, handle)
+        # a namespace node honours `environment`, as docker's containers.run() does
+        node = NamespaceNode(spec.name, handle, environment=spec.run_kwargs.get("environment"))
         self.topo.add_node(node, spec.role)
         if spec.role == Role.NODE and spec.command and spec.command != DEFAULT_COMMAND:
-            # the namespace backend's stand-in for a container's main process
+            # the namespace backend's stand-in for a container's main process; it is
+            # one of node.processes, so its output shows in a failure report
             node.spawn(spec.command)
 
 
@@ -191,7 +194,7 @@ class Constructor:
     def _attach(self, spec: NodeSpec) -> None:
         from ..nodes.container import attach_container
 
-        node = attach_container(spec.attach, spec.name)
+        node = attach_container(spec.attach, spec.name, self.topo.session)
         self.topo.add_node(node, spec.role)
         if self.plan.ipv6:
             self._enable_ipv6_attached(node)
@@ -334,6 +337,12 @@ class Constructor:
         from .verify import verify
 
         verify(plan, topo)
+
+
+def impair(plan: Plan, topo: Topology) -> None:
+    """Impair the links the description asked for (`connect(..., impair=...)`)."""
+    for spec in plan.impairments:
+        topo.link(spec.a, spec.b).impair(**spec.values)
 
 
 def _check_images(specs: list[NodeSpec]) -> None:

@@ -9,10 +9,12 @@ methods take the same arguments.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Protocol
 
 from .builder import TopologyBuilder
 from .recipes import BridgedPair, HostOnlyLink, IsolatedContainer, NatUplink
+from .topology import Topology
 
 
 class TopologyFactory(Protocol):
@@ -56,3 +58,12 @@ class NatUplinkFactory(Protocol):
                  real_uplink: bool = False, subnet6: str | None = None,
                  upstream_subnet6: str | None = None,
                  node_ip6: str | None = None) -> NatUplink: ...
+
+
+class LabFactory(Protocol):
+    """`make_lab(path)`: the lab file's topology, its `expect:` proved (AssertionError
+    listing the cells that differ); closed when the test ends."""
+
+    def __call__(self, path: str | os.PathLike[str], *, backend: str | None = None,
+                 image: str | None = None, verify: bool = True,
+                 check: bool = True) -> Topology: ...

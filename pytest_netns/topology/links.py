@@ -11,7 +11,10 @@ Every link a topology has is one of these:
 
 A link knows its ends (`End`: node, interface, address), how to create
 itself, how to take itself apart at teardown, and where a capture sees all
-of its traffic. Teardown is cheap by design: a link inside namespaces we
+of its traffic. Every link with two ends can also misbehave on demand:
+`impair()` (delay, jitter, loss, rate, duplicate, corrupt, reorder, per
+direction), `down()`/`up()` and `flapping()`, which `faults.py` maps onto
+the kernel's mechanisms. Teardown is cheap by design: a link inside namespaces we
 own goes with them (deleting a namespace makes the kernel reap its links),
 so only the ends we cannot leave to the kernel (the host's end, an
 interface put into an attached container) are taken out of service at
@@ -23,11 +26,12 @@ from __future__ import annotations
 import functools
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..errors import UnsupportedKindError
+from ..errors import InvalidImpairmentError, UnsupportedKindError
 from ..kernel.janitor import Janitor
 from ..kernel.nat import enable_masquerade
 from ..kernel.netlink import Veth
@@ -39,6 +43,7 @@ from .spec import HOST, Role
 
 if TYPE_CHECKING:
     from ..kernel.uplink import UplinkChanges
+    from .faults import Flapping, LinkFaults
     from .topology import Topology
 
 log = logging.getLogger(__name__)
@@ -76,6 +81,7 @@ class Link(ABC):
         self.prefixlen = prefixlen
         self.prefixlen6 = prefixlen6
         self.ends = ends
+        self.topology: Topology | None = None  # set when the topology adopts it
 
     @abstractmethod
     def create(self, topo: Topology) -> None:
@@ -104,6 +110,101 @@ class Link(ABC):
 
     def end(self, node: str) -> End:
         return next(e for e in self.ends if e.node == node)
+
+    # -- faults (topology/faults.py) ------------------------------------------------
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        """The two directions of the link, as `impair(direction=...)` names them."""
+        if len(self.ends) != 2:
+            return ()
+        a, b = self.ends
+        return (f"{a.node}->{b.node}", f"{b.node}->{a.node}")
+
+    def _faults(self) -> LinkFaults:
+        if len(self.ends) != 2 or self.topology is None:
+            raise InvalidImpairmentError(
+                f"{self!r} has no other end to impair, cut or flap (a guest-only NIC); "
+                "impair a link between two things of the topology")
+        return self.topology.faults.for_link(self)
+
+    def impair(self, *, delay: float | str | None = None, jitter: float | str | None = None,
+               loss: float | str | None = None, rate: int | str | None = None,
+               duplicate: float | str | None = None, corrupt: float | str | None = None,
+               reorder: float | str | None = None, distribution: str = "uniform",
+               direction: str = "both") -> None:
+        """Make the link misbehave, replacing what the named direction(s) had before.
+
+        Times are seconds or strings ("50ms", "1.5s", "200us"), percentages
+        0-100, rates bit/s or strings ("10mbit", "500kbit", "1gbit").
+        `jitter` varies the delay (uniformly within +-jitter, or with
+        `distribution="normal"`, with that standard deviation); `reorder`
+        sends that share of packets at once, ahead of the delayed ones.
+        `direction` is "both" or "x->y" with the two ends' names (`directions`).
+        Each change is checked once made; bad values raise before anything
+        changes.
+        """
+        self._faults().impair(direction, delay=delay, jitter=jitter, loss=loss, rate=rate,
+                              duplicate=duplicate, corrupt=corrupt, reorder=reorder,
+                              distribution=distribution)
+
+    @contextmanager
+    def impaired(self, *, delay: float | str | None = None, jitter: float | str | None = None,
+                 loss: float | str | None = None, rate: int | str | None = None,
+                 duplicate: float | str | None = None, corrupt: float | str | None = None,
+                 reorder: float | str | None = None, distribution: str = "uniform",
+                 direction: str = "both") -> Iterator[Link]:
+        """`impair(...)` for the `with` block; afterwards the link is as it was."""
+        with self._faults().impaired(direction, delay=delay, jitter=jitter, loss=loss,
+                                     rate=rate, duplicate=duplicate, corrupt=corrupt,
+                                     reorder=reorder, distribution=distribution):
+            yield self
+
+    def clear(self) -> None:
+        """Remove every impairment (both directions); frames already delayed still arrive."""
+        if self.topology is not None and self.topology.fault_state is not None:
+            self._faults().clear()
+
+    @property
+    def impairment(self) -> dict[str, dict[str, Any]]:
+        """What is set now, per direction: `{"a->b": {"delay": 0.04, "loss": 1.0}}`.
+
+        Times in seconds, percentages 0-100, rate in bit/s; only directions
+        that are impaired appear, so an unimpaired link gives `{}`.
+        """
+        if self.topology is None or self.topology.fault_state is None or len(self.ends) != 2:
+            return {}
+        return {name: imp.as_dict() for name, imp in self._faults().current().items()}
+
+    def down(self) -> None:
+        """Cut the link: both ends drop everything they receive (ARP too) until `up()`.
+
+        Routes and addresses stay, nothing queued is delivered later, and
+        senders see no error: as with a pulled cable, only silence.
+        """
+        self._faults().down()
+
+    def up(self) -> None:
+        """End a cut (idempotent)."""
+        if self.topology is not None and self.topology.fault_state is not None:
+            self._faults().up()
+
+    @property
+    def is_up(self) -> bool:
+        if self.topology is None or self.topology.fault_state is None or len(self.ends) != 2:
+            return True
+        return self._faults().is_up
+
+    @contextmanager
+    def flapping(self, period: float | str = 1.0,
+                 down_for: float | str | None = None) -> Iterator[Flapping]:
+        """Down for `down_for` (default: half the period) in every `period`, during the block.
+
+        Yields the `Flapping`, whose `flaps` counts the cuts so far; the link
+        is up again when the block ends.
+        """
+        with self._faults().flapping(period, down_for) as flap:
+            yield flap
 
     # -- shared steps -----------------------------------------------------------
 

@@ -31,6 +31,7 @@ from .spec import (
     HOST,
     AnyNetwork,
     Expectation,
+    ImpairmentSpec,
     Network,
     Network6,
     NodeSpec,
@@ -78,6 +79,7 @@ class Plan:
     reserved: tuple[AnyNetwork, ...] = ()
     explicit_ifnames: Mapping[str, frozenset[str]] = field(default_factory=dict)
     ipv6: bool = False
+    impairments: tuple[ImpairmentSpec, ...] = ()
 
     def role(self, name: str) -> Role:
         return next(n.role for n in self.nodes if n.name == name)
@@ -95,6 +97,7 @@ def make_plan(
     routes: Sequence[RouteSpec] = (),
     expectations: Sequence[Expectation] = (),
     ipv6: bool = False,
+    impairments: Sequence[ImpairmentSpec] = (),
 ) -> Plan:
     """Check everything, reserve subnets, and assign every address.
 
@@ -141,7 +144,7 @@ def make_plan(
         release(reserved)
         raise
     return Plan(label, tuple(nodes.values()), planned, tuple(routes), tuple(expectations),
-                reserved, explicit_ifnames, ipv6)
+                reserved, explicit_ifnames, ipv6, tuple(impairments))
 
 
 def check_description(segments: Sequence[SegmentSpec], nodes: Mapping[str, NodeSpec] | None = None,

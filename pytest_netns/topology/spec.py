@@ -8,6 +8,7 @@ creates what the plan says.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -97,6 +98,16 @@ class RouteSpec:
     node: str
     dst: str
     via: str
+
+
+@dataclass(frozen=True)
+class ImpairmentSpec:
+    """Once built (and verified), impair the link between `a` and `b` with `values`
+    (`Link.impair`'s keyword arguments, already checked)."""
+
+    a: str
+    b: str
+    values: Mapping[str, Any]
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,10 @@ Subnets are reserved in a file shared by every pytest-netns process on the
 host (xdist workers included) under an exclusive lock, and each reservation
 is checked against the host's routes at allocation time, so two topologies
 never collide with each other or with the host's own networks. A
-reservation of a process that is gone is free again. IPv4 subnets and IPv6
-/64s are reserved in the same file, in the same locked transaction.
+reservation of a process that is gone is free again, unless its session
+was kept for debugging (`--netns-keep`): its topologies are still up. IPv4
+subnets and IPv6 /64s are reserved in the same file, in the same locked
+transaction.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ import fcntl
 import ipaddress
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 from ..errors import SubnetExhaustedError, SubnetOverlapError
-from ..ownership import STATE_DIR, process_alive
+from ..ownership import STATE_DIR, is_kept, process_alive
 from .addresses import host_networks
 from .spec import AnyNetwork, Network, Network6
 
@@ -34,25 +36,35 @@ DEFAULT_POOL = ipaddress.IPv4Network("10.64.0.0/10")
 DEFAULT_POOL6 = ipaddress.IPv6Network("fd6e:6574:6e73::/48")
 
 
+Entry = dict[str, object]
+
+
 @contextmanager
 def _locked_reservations(
-    freed: list[str] | None = None,
-) -> Iterator[dict[str, dict[str, object]]]:
+    drop: Callable[[str, Entry], bool] | None = None,
+    dropped: list[str] | None = None,
+) -> Iterator[dict[str, Entry]]:
+    """The reservation table, locked, written back at the end.
+
+    Entries for which `drop` says True are removed first (and described in
+    `dropped`); nothing else is ever removed but by its owner.
+    """
     os.makedirs(STATE_DIR, exist_ok=True)
     with open(RESERVATIONS + ".lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             try:
                 with open(RESERVATIONS) as f:
-                    table: dict[str, dict[str, object]] = json.load(f)
+                    table: dict[str, Entry] = json.load(f)
             except (FileNotFoundError, json.JSONDecodeError):
                 table = {}
-            # a reservation of a process that is gone is free again
-            live = {k: v for k, v in table.items() if process_alive(int(str(v.get("pid", 0))))}
-            if freed is not None:
-                freed += [f"{k} ({v.get('owner')}, pid {v.get('pid')})"
-                          for k, v in table.items() if k not in live]
-            table = live
+            if drop is not None:
+                gone = [k for k, v in table.items() if drop(k, v)]
+                if dropped is not None:
+                    dropped += [f"{k} ({table[k].get('owner')}, pid {table[k].get('pid')})"
+                                for k in gone]
+                for key in gone:
+                    del table[key]
             yield table
             tmp = RESERVATIONS + f".{os.getpid()}"
             with open(tmp, "w") as f:
@@ -60,6 +72,17 @@ def _locked_reservations(
             os.replace(tmp, RESERVATIONS)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _session_of(entry: Entry) -> str:
+    """The session that made a reservation (older entries name it only in their owner)."""
+    return str(entry.get("session") or str(entry.get("owner") or "").split(":")[0])
+
+
+def _held(entry: Entry) -> bool:
+    """A reservation still holds its subnet: its process lives, or its session was kept
+    for debugging (its topologies outlive the process, until `pytest-netns cleanup`)."""
+    return process_alive(int(str(entry.get("pid", 0)))) or is_kept(_session_of(entry))
 
 
 def _subnet(key: str) -> AnyNetwork | None:
@@ -75,10 +98,22 @@ def _subnet(key: str) -> AnyNetwork | None:
         return None
 
 
-def release_dead() -> list[str]:
-    """Free every reservation whose process is gone; describe each one freed."""
+def release_dead(session_id: str | None = None, include_kept: bool = False) -> list[str]:
+    """Free the reservations of dead processes; describe each one freed.
+
+    Only `session_id`'s when given; a session kept for debugging keeps its
+    subnets unless `include_kept` (its topologies are still there).
+    """
+
+    def dead(key: str, entry: Entry) -> bool:
+        if session_id is not None and _session_of(entry) != session_id:
+            return False
+        if process_alive(int(str(entry.get("pid", 0)))):
+            return False
+        return include_kept or not is_kept(_session_of(entry))
+
     freed: list[str] = []
-    with _locked_reservations(freed):
+    with _locked_reservations(dead, freed):
         pass
     return freed
 
@@ -106,7 +141,8 @@ def reserve(
     explicit = list(explicit)
     if host is None:
         host = host_networks(bool(prefixlens6) or any(net.version == 6 for net in explicit))
-    with _locked_reservations() as table:
+    # a reservation of a process that is gone (and not kept) is free again
+    with _locked_reservations(lambda _, entry: not _held(entry)) as table:
         taken = [net for net in map(_subnet, table) if net is not None]
         for net in explicit:
             for other in taken:
@@ -119,7 +155,8 @@ def reserve(
         chosen = [*_allocate(pool, prefixlens, blocked, len(taken)),
                   *_allocate(pool6, prefixlens6, blocked, len(taken))]
         for net in chosen + explicit:
-            table[str(net)] = {"pid": os.getpid(), "owner": owner}
+            table[str(net)] = {"pid": os.getpid(), "owner": owner,
+                               "session": owner.split(":")[0]}
         return chosen
 
 
@@ -158,8 +195,7 @@ def live_reservations() -> dict[AnyNetwork, str]:
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
     return {net: str(v.get("owner")) for k, v in table.items()
-            if (net := _subnet(k)) is not None
-            if process_alive(int(str(v.get("pid", 0))))}
+            if (net := _subnet(k)) is not None and _held(v)}
 
 
 def free_subnet_count(prefixlen: int = 24, pool: AnyNetwork = DEFAULT_POOL) -> tuple[int, int]:

@@ -10,11 +10,11 @@ deferred to the janitor, which the session drains once at the end.
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from ..errors import InvalidTopologyError
 from ..kernel.janitor import janitor
@@ -27,6 +27,9 @@ from .links import Link
 from .segments import Segment
 from .spec import AnyNetwork, Role
 from .subnets import release
+
+if TYPE_CHECKING:
+    from .faults import Partition, TopologyFaults
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,8 @@ class Topology:
         self._closed = False
         self._lock = threading.Lock()
         self._close_hooks: list[Callable[[], object]] = []
+        #: faults (impairments, cuts, partitions), made on the first one
+        self.fault_state: TopologyFaults | None = None
         self._teardown_hooks: list[Callable[[], object]] = []
         registry.register(self)
 
@@ -74,6 +79,7 @@ class Topology:
         self._order.append(node)
 
     def add_link(self, link: Link) -> None:
+        link.topology = self
         self.links.append(link)
 
     def add_host_interface(self, iface: Interface) -> None:
@@ -148,6 +154,27 @@ class Topology:
             f"its links join {', '.join(pairs) or 'nothing'}"
         )
 
+    @property
+    def faults(self) -> TopologyFaults:
+        """The topology's faults: made on first use, so a topology never impaired pays nothing."""
+        with self._lock:
+            if self.fault_state is None:
+                from .faults import TopologyFaults
+
+                self.fault_state = TopologyFaults(self)
+            return self.fault_state
+
+    def partition(self, *groups: Sequence[Node | str] | Node | str,
+                  oneway: bool = False) -> Partition:
+        """Drop traffic between groups of nodes (lists of nodes or names; "host" is one).
+
+        Traffic inside a group is untouched; with `oneway=True` only what the
+        first group sends to the others is dropped (ARP and neighbour
+        discovery still pass, so the other way works). Several partitions may
+        be active at once. `heal()` it, or use it as a context manager.
+        """
+        return self.faults.partition(groups, oneway)
+
     def ip_of(self, node: Node | str, segment: str) -> str:
         """`node`'s address on one of the topology's segments."""
         return self.segments[segment].ip_of(_name(node))
@@ -198,6 +225,11 @@ class Topology:
     def _teardown(self) -> None:
         errors: list[BaseException] = []
         work = janitor()
+        if self.fault_state is not None:  # the forwarder and flapping timers end first
+            try:
+                self.fault_state.close()
+            except BaseException as exc:
+                errors.append(exc)
         for node in self.named:
             # an attached container keeps what it had, not our names (if it is still there)
             if not node.owned and node.running:
@@ -226,8 +258,9 @@ class Topology:
             remove_named_netns_all(namespaces)
         except BaseException as exc:
             errors.append(exc)
-        # the subnets are free again once their links are gone
-        work.defer(functools.partial(release, self._reserved))
+        # free again at once: no host route is left (the host ends were retired), and
+        # what stays in our namespaces until the janitor removes them routes nothing here
+        release(self._reserved)
         if errors:
             raise errors[0]
 

@@ -59,3 +59,34 @@ def test_mermaid_has_every_box_and_edge() -> None:
     edges = [ln for ln in lines if ln.startswith("  n_") and ln.split()[1][0] == "-"]
     assert [e.split()[1][:4] for e in edges] == ["---|", "-.-", "-.->", "-.-x"]
     assert [ln.split()[1] for ln in lines if ln.startswith("  linkStyle")] == ["2", "3"]
+
+
+def faulty() -> Diagram:
+    boxes = [Box(f"t0:{n}", (n,), "node", 0) for n in ("a", "b", "c")]
+    return Diagram(
+        clusters=["faults (up)"], boxes=[*boxes, Box("t0:sw", ("sw",), "switch", 0)],
+        edges=[Edge("t0:a", "t0:sw", "eth1\n40 ms, 1 % loss", "impaired"),
+               Edge("t0:b", "t0:sw", "eth1\nDOWN", "down"),
+               Edge("t0:a", "t0:c", "partition [a] | [c]", "cut"),
+               Edge("t0:b", "t0:c", "partition [b] -> [c] (one way)", "cut1")],
+    )
+
+
+def test_faults_are_drawn_in_both_languages() -> None:
+    """Impaired links carry what they do, cut links and partitions stand out in red."""
+    dot = render_dot(faulty())
+    assert 'label="eth1\\n40 ms, 1 % loss", color=darkorange' in dot
+    assert 'label="eth1\\nDOWN", color=red3' in dot and "style=dashed" in dot
+    assert dot.count("arrowhead=tee") == 2 and dot.count("arrowtail=tee") == 1
+    mmd = render_mermaid(faulty())
+    assert 'n_t0_a ===|"eth1<br/>40 ms, 1 % loss"| n_t0_sw' in mmd
+    assert 'n_t0_a x--x|"partition [a] #124; [c]"| n_t0_c' in mmd  # "|" would end the label
+    assert 'n_t0_b --x|"partition [b] -> [c] (one way)"| n_t0_c' in mmd
+    assert mmd.count("linkStyle") == 4  # each fault has its colour
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz is not installed")
+def test_graphviz_parses_the_faults() -> None:
+    done = subprocess.run(["dot", "-Tcanon"], input=render_dot(faulty()), text=True,
+                          capture_output=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr

@@ -2,7 +2,8 @@
 
 The layers, lowest first, each importing only from itself and those below:
 
-    errors, ownership, choices   the base every layer may use
+    errors, ownership, choices,  the base every layer may use
+    units
     kernel                       namespaces, rtnetlink, sysctls, NAT, the host uplink
     nodes                        containers, bare namespaces, the host
     probes                       packets sent from inside nodes
@@ -25,7 +26,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "pytest_netns"
 LAYERS = [
-    {"errors", "ownership", "choices"},
+    {"errors", "ownership", "choices", "units"},
     {"kernel"},
     {"nodes"},
     {"probes"},
