@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import time
 from typing import Any
 
 import pytest
@@ -104,15 +105,12 @@ def test_command_runs_in_a_namespace_node(
     t.node("a")
     net = t.build()
     if netns_backend == "namespace":
-        for _ in range(100):
-            if marker.exists():
-                break
-            import time
-
-            time.sleep(0.02)
-        assert marker.exists()
         netns = netns_identity(net["a"].netns)
-        assert running(netns, "sleep 600")
+        # the shell touches the marker, then starts the sleep: wait for both
+        deadline = time.monotonic() + 5
+        while not (marker.exists() and running(netns, "sleep 600")):
+            assert time.monotonic() < deadline, "the command never ran"
+            time.sleep(0.02)
         net.close()  # the command and its children die with the node
         assert processes_in(netns) == {}
     else:
