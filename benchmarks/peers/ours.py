@@ -39,15 +39,14 @@ from peer_common import (
     Record,
     default_signals,
     emit,
-    failed,
     load1,
     parser,
     peak_rss_kb,
-    profile_call,
     read_sysctls,
     resources,
     restore_sysctls,
     run_children,
+    run_rows,
     skipped,
 )
 
@@ -172,24 +171,7 @@ def main() -> int:
     if why:
         emit(skipped(TOOL, args.row, why))
         return 0
-    # The pair row runs twice in this process: cold (what one test in a fresh
-    # process pays: imports, first probe) and then warm ("pair-warm": what each
-    # further test of a session pays).
-    rows = [args.row] + (["pair-warm"] if args.row == "pair" and not args.profile else [])
-    for this in rows:
-
-        def call(this: str = this) -> Record:
-            return run_row(this)
-
-        try:
-            if args.profile:
-                record = profile_call(call, Path(args.profile) / f"pytest-netns-{this}")
-            else:
-                record = call()
-        except Exception as exc:  # reported as a failed run; run_all.py may retry it
-            record = failed(TOOL, this, exc)
-        emit(record)
-    return 0
+    return run_rows(TOOL, args.row, args.profile, run_row)
 
 
 if __name__ == "__main__":

@@ -309,3 +309,30 @@ def run_children(argv_for_row: Callable[[str], list[str]], rows: str) -> int:
         sys.stdout.flush()
         status = status or done.returncode
     return status
+
+
+def run_rows(tool: str, row: str, profile: str | None, run_row: Callable[[str], Record],
+             wrap: Callable[[Callable[[], Record]], Callable[[], Record]] = lambda fn: fn
+             ) -> int:
+    """Run `row` in this process and print one JSON line for it (two for "pair").
+
+    The pair row runs twice in this process: cold (what one test in a fresh process
+    pays: imports, first probe) and then warm ("pair-warm": what each further test of
+    a session pays). Under --profile, `wrap` adds what the tool's profile should count
+    (Mininet's and munet's commands).
+    """
+    rows = [row] + (["pair-warm"] if row == "pair" and not profile else [])
+    for this in rows:
+
+        def call(this: str = this) -> Record:
+            return run_row(this)
+
+        try:
+            if profile:
+                record = profile_call(wrap(call), Path(profile) / f"{tool}-{this}")
+            else:
+                record = call()
+        except Exception as exc:  # reported as a failed run; run_all.py may retry it
+            record = failed(tool, this, exc)
+        emit(record)
+    return 0
