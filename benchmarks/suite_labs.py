@@ -45,7 +45,7 @@ import contextlib, io, sys, time
 started = time.perf_counter()
 import yaml
 import pytest_netns.cli.labs, pytest_netns.lifecycle.labs, pytest_netns.lifecycle.backend
-import pytest_netns.topology.builder, pytest_netns.topology.labs, pytest_netns.topology.reattach
+import pytest_netns.topology.builder, pytest_netns.labs.lab, pytest_netns.labs.reattach
 import pytest_netns.report.describe, pytest_netns.kernel.privileges
 from pytest_netns.cli import main
 imported = time.perf_counter()
@@ -75,10 +75,10 @@ def _run(*argv: str, cpu: Sample | None = None) -> float:
 
 def lab_up(ctx: Context) -> None:
     from pytest_netns.kernel.janitor import janitor
+    from pytest_netns.labs.lab import describe
+    from pytest_netns.labs.labfile import load
     from pytest_netns.ownership import read_lab
     from pytest_netns.topology.builder import TopologyBuilder
-    from pytest_netns.topology.labfile import load
-    from pytest_netns.topology.labs import describe
 
     group = "lab file"
     name = f"{ctx.tag}lab"

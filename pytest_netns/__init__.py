@@ -114,6 +114,7 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
     from .errors import (
         VerificationError as VerificationError,
     )
+    from .lifecycle.shared import NetnsFactory as NetnsFactory
     from .nodes.base import (
         Interface as Interface,
     )
@@ -191,7 +192,6 @@ if TYPE_CHECKING:  # the same names, for type checkers (`as` marks a re-export)
         NatUplink as NatUplink,
     )
     from .topology.segments import Segment as Segment
-    from .topology.shared import NetnsFactory as NetnsFactory
     from .topology.spec import HOST as HOST
     from .topology.topology import Topology as Topology
 
@@ -231,7 +231,7 @@ _WHERE = {
     **dict.fromkeys(["BridgedPair", "HostOnlyLink", "IsolatedContainer", "NatUplink"],
                     "topology.recipes"),
     "Segment": "topology.segments",
-    "NetnsFactory": "topology.shared",
+    "NetnsFactory": "lifecycle.shared",
     "HOST": "topology.spec",
     "Topology": "topology.topology",
 }

@@ -18,6 +18,7 @@ import pytest
 from .choices import BACKEND_CHOICES, CAPTURE_MODES
 
 if TYPE_CHECKING:
+    from .lifecycle.shared import NetnsFactory
     from .ownership import Session
     from .report.record import TestRecord
     from .topology.builder import TopologyBuilder
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
         TopologyFactory,
     )
     from .topology.recipes import BridgedPair, HostOnlyLink, IsolatedContainer, NatUplink
-    from .topology.shared import NetnsFactory
     from .topology.topology import Topology
 
 
@@ -253,7 +253,7 @@ def netns_factory(netns_backend: str, netns_image: str,
     fixture closes it at the end of the module) or the session ends; every
     test that runs meanwhile has it in its failure report and captures.
     """
-    from .topology.shared import NetnsFactory
+    from .lifecycle.shared import NetnsFactory
 
     factory = NetnsFactory(netns_backend, netns_image, netns_session)
     _SHARED.append(factory)
@@ -312,7 +312,7 @@ def make_lab(make_topology: TopologyFactory, pytestconfig: pytest.Config) -> Lab
     --netns-backend when given, the file's `backend:`, then `netns_backend`.
     Closed when the test ends.
     """
-    from .topology.labs import build
+    from .labs.lab import build
 
     option = str(pytestconfig.getoption("--netns-backend"))
 

@@ -1,9 +1,9 @@
 """The lab commands: up, down, exec, inspect, graph, check, capture, impair, partition, heal.
 
 Each takes a lab file (or the name of a lab that is up) and is a thin front
-for the library: `topology.labfile` reads and checks the file,
+for the library: `labs.labfile` reads and checks the file,
 `lifecycle.labs` builds, records and removes labs, and every other command
-takes the lab up again from its record (`topology.reattach`) in its own
+takes the lab up again from its record (`labs.reattach`) in its own
 process, so they work from any shell, long after `up` has exited.
 """
 
@@ -25,9 +25,9 @@ from ..errors import InvalidImpairmentError, LabStateError, MissingToolError
 from .command import Command
 
 if TYPE_CHECKING:
+    from ..labs.labfile import LabSpec
     from ..lifecycle.labs import Lab
     from ..report.diagram import Diagram
-    from ..topology.labfile import LabSpec
     from ..topology.topology import Topology
 
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -38,7 +38,7 @@ _NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 def _target(text: str) -> tuple[str, LabSpec | None]:
     """A lab file (read and checked), or the name of a lab that is up."""
-    from ..topology.labfile import load
+    from ..labs.labfile import load
 
     if not os.path.exists(text) and _NAME.fullmatch(text):
         return text, None
@@ -55,8 +55,8 @@ def _lab(text: str) -> Lab:
 
 def _spec_of(text: str) -> tuple[Lab, LabSpec]:
     """The lab that is up, and its file (read now: `expect:` may have been edited)."""
+    from ..labs.labfile import load
     from ..lifecycle.labs import need
-    from ..topology.labfile import load
 
     name, spec = _target(text)
     lab = need(name)
@@ -78,8 +78,8 @@ def _topology(lab: Lab, spec: LabSpec | None = None) -> Topology:
 
 
 def up(args: argparse.Namespace) -> int:
+    from ..labs.labfile import load
     from ..lifecycle.labs import up as build
-    from ..topology.labfile import load
 
     spec = load(args.file)
     lab, topo = build(spec, backend=args.backend, image=args.image)
@@ -285,9 +285,9 @@ def inspect(args: argparse.Namespace) -> int:
 
 
 def graph(args: argparse.Namespace) -> int:
+    from ..labs.labfile import load
     from ..lifecycle.labs import find
     from ..report.diagram import build, from_lab, render_dot, render_mermaid, render_svg
-    from ..topology.labfile import load
 
     name, spec = _target(args.file)
     lab = find(name)
@@ -355,7 +355,7 @@ def _svg(dot: str, render: Callable[[str, str], str | None]) -> bytes:
 
 
 def check(args: argparse.Namespace) -> int:
-    from ..topology.labs import check as probe
+    from ..labs.lab import check as probe
 
     lab, spec = _spec_of(args.file)
     if not spec.expect:

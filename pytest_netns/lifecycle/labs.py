@@ -13,7 +13,7 @@ commands made, whichever process made it, and whatever state it is in
 The lab's record (`/run/pytest-netns/labs/<name>/lab.json`) is what later
 commands (`exec`, `inspect`, `check`, `capture`, ...) start from, in any
 shell: its backend, its session, and a snapshot of the built topology that
-`topology.reattach` takes up again. A lab is known by the name in its
+`labs.reattach` takes up again. A lab is known by the name in its
 file, so a second `up` of the same lab is refused, naming it. The folder
 also holds each namespace node's command output (`<node>.log`).
 """
@@ -43,8 +43,8 @@ from ..ownership import (
 )
 
 if TYPE_CHECKING:
-    from ..topology.labfile import LabSpec
-    from ..topology.labs import Detached
+    from ..labs.lab import Detached
+    from ..labs.labfile import LabSpec
     from ..topology.topology import Topology
 
 #: how long `down` waits for the kernel to reap the host ends of the lab's veths
@@ -97,7 +97,7 @@ class Lab:
 
     def topology(self) -> Topology:
         """The lab taken up again in this process (kept: never torn down by it)."""
-        from ..topology.reattach import restore
+        from ..labs.reattach import restore
 
         if self.state != "up":
             raise LabStateError(self._unfinished())
@@ -166,9 +166,9 @@ def up(spec: LabSpec, backend: str | None = None, image: str | None = None) -> t
                                                                                      Topology]:
     """Build the lab as a kept session and record it; on failure, nothing stays."""
     from ..kernel.privileges import require_privileges
+    from ..labs.lab import describe
+    from ..labs.reattach import snapshot
     from ..topology.builder import TopologyBuilder
-    from ..topology.labs import describe
-    from ..topology.reattach import snapshot
     from .backend import resolve_backend
 
     require_privileges()
@@ -244,7 +244,7 @@ def change_faults(lab: Lab, topo: Topology, change: Callable[[Topology], object]
     and what the record says is set again, the change on top, by a detached
     forwarder that outlives this process (`topo.kept`).
     """
-    from ..topology.labs import restore_faults
+    from ..labs.lab import restore_faults
 
     wanted = lab.record.get("faults") or {}
     _clear_faults(lab, topo)
@@ -266,7 +266,7 @@ NAMES_PER_PROCESS = 36 ** 3
 
 
 def _faults_now(topo: Topology) -> dict[str, Any]:
-    from ..topology.labs import faults_of
+    from ..labs.lab import faults_of
 
     faults = faults_of(topo)
     pid = topo.fault_state.forwarder_pid if topo.fault_state is not None else None

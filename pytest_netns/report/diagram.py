@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 from ..topology.spec import HOST, Role, SegmentKind
 
 if TYPE_CHECKING:
+    from ..labs.labfile import LabSpec
     from ..probes.matrix import ReachabilityMatrix
     from ..probes.result import ProbeResult
-    from ..topology.labfile import LabSpec
     from ..topology.segments import Member, Segment
     from ..topology.topology import Topology
 

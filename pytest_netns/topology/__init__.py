@@ -4,8 +4,7 @@
 `plan` decides every address before anything exists; `construct` creates
 what the plan says, one `links` object per link; `topology` is the result,
 `segments` what it holds; `names` what each node's hosts file says;
-`recipes` are the four fixtures of the article; `shared` builds topologies
-that outlive one test (`netns_factory`); `registry` counts what this
+`recipes` are the four fixtures of the article; `registry` counts what this
 process has up; `faults` makes links misbehave (impairments, cuts,
 flapping) and partitions the topology.
 """

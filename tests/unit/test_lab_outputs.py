@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from test_labfile import DEMO, FULL
 
+from pytest_netns.labs import labfile
 from pytest_netns.report.diagram import from_lab, render_dot, render_mermaid
 from pytest_netns.report.frames import describe
 from pytest_netns.report.pcap import MAGIC, PcapWriter
-from pytest_netns.topology import labfile
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from pytest_netns.errors import InvalidTopologyError, LabFileError, NetnsError
-from pytest_netns.topology import labfile
-from pytest_netns.topology.schema import Schema, Violation, format_path
+from pytest_netns.labs import labfile
+from pytest_netns.labs.schema import Schema, Violation, format_path
 
 DEMO = """\
 name: demo
@@ -325,7 +325,7 @@ def test_a_document_from_code_is_checked_the_same_way() -> None:
 
 def reference_valid(schema: dict[str, Any], root: dict[str, Any], value: Any) -> bool:
     """JSON Schema 2020-12, for the keywords the lab schema uses, written from the spec
-    text and independently of pytest_netns.topology.schema."""
+    text and independently of pytest_netns.labs.schema."""
     if "$ref" in schema:
         node: Any = root
         for part in schema["$ref"][2:].split("/"):

@@ -8,6 +8,7 @@ The layers, lowest first, each importing only from itself and those below:
     nodes                        containers, bare namespaces, the host
     probes                       packets sent from inside nodes
     topology                     describe, plan, build, close
+    labs                         networks declared in files
     report                       failure reports, diagrams, captures
     lifecycle                    session start and end, crash recovery
     plugin, cli, doctor          the front ends
@@ -31,6 +32,7 @@ LAYERS = [
     {"nodes"},
     {"probes"},
     {"topology"},
+    {"labs"},
     {"report"},
     {"lifecycle"},
     {"plugin", "cli", "doctor"},

@@ -27,10 +27,10 @@ from ..kernel.netns import Netns
 from ..nodes.base import Interface, Node
 from ..nodes.hosts import LOCALHOST
 from ..ownership import Session
-from .links import End, GuestNic, HostLink, Link, NatUplink, NodeLink, SwitchPort
-from .segments import Member, Segment
-from .spec import Role, SegmentKind
-from .topology import Topology
+from ..topology.links import End, GuestNic, HostLink, Link, NatUplink, NodeLink, SwitchPort
+from ..topology.segments import Member, Segment
+from ..topology.spec import Role, SegmentKind
+from ..topology.topology import Topology
 
 _LINK_CLASSES: dict[str, type[Link]] = {
     cls.__name__: cls for cls in (NodeLink, SwitchPort, HostLink, NatUplink, GuestNic)

@@ -24,15 +24,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgumentError, LabFileError
-from .builder import TopologyBuilder
+from ..topology.builder import TopologyBuilder
+from ..topology.spec import HOST
 from .labfile import Expect, LabSpec, LinkDecl, NodeDecl, check_clear_of_host_routes, load
-from .spec import HOST
 
 if TYPE_CHECKING:
     from ..nodes.base import Node
     from ..probes.matrix import ReachabilityMatrix
     from ..probes.result import ProbeResult
-    from .topology import Topology
+    from ..topology.topology import Topology
 
 #: what makes a builder: `make_topology`, `NetnsFactory.topology`, or the CLI's own
 MakeBuilder = Callable[..., TopologyBuilder]

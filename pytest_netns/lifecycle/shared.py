@@ -21,19 +21,17 @@ test's report describes it and its captures cover that test's time window.
 
 from __future__ import annotations
 
-import importlib
 import os
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
-from ..errors import NetnsError
 from ..ownership import Session
-from . import recipes
-from .builder import TopologyBuilder
-from .recipes import BridgedPair, HostOnlyLink, IsolatedContainer, NatUplink
-from .topology import Topology
+from ..topology import recipes
+from ..topology.builder import TopologyBuilder
+from ..topology.recipes import BridgedPair, HostOnlyLink, IsolatedContainer, NatUplink
+from ..topology.topology import Topology
 
 
 class RunningTest(Protocol):
@@ -110,20 +108,13 @@ class NetnsFactory:
     def lab(self, path: str | os.PathLike[str], **kw: Any) -> Topology:
         """The topology a lab file declares, shared like the others.
 
-        Lab files are read by `pytest_netns.topology.labs`, whose
-        `build(path, make_builder, **kw) -> Topology` is handed this factory's
-        `topology` method as `make_builder`, so a lab gets this factory's
-        backend, image, session and sharing.
+        Lab files are read by `pytest_netns.labs`; `build` is handed this
+        factory's `topology` method as the builder to use, so a lab gets this
+        factory's backend, image, session and sharing.
         """
-        try:
-            labs = importlib.import_module(".labs", __package__)
-        except ModuleNotFoundError:
-            raise NetnsError(
-                f"cannot build lab file {os.fspath(path)!r}: this version of pytest-netns "
-                "does not read lab files yet"
-            ) from None
-        topology: Topology = labs.build(os.fspath(path), self.topology, **kw)
-        return topology
+        from ..labs.lab import build
+
+        return build(os.fspath(path), self.topology, **kw)
 
     # -- the builder's listener -------------------------------------------------
 

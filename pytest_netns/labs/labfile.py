@@ -25,7 +25,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from ..errors import InvalidArgumentError, LabFileError
-from .addresses import (
+from ..topology.addresses import (
     check_assignable,
     check_assignable6,
     check_clear_of_host,
@@ -38,8 +38,8 @@ from .addresses import (
     parse_subnet,
     parse_subnet6,
 )
+from ..topology.spec import HOST
 from .schema import Path, Schema, Violation, format_path, show
-from .spec import HOST
 
 SCHEMA_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lab.schema.json")
 IMPAIRMENT_KEYS = ("delay", "jitter", "loss", "rate", "duplicate", "corrupt", "reorder")
@@ -770,7 +770,7 @@ def _check_impairment(values: Mapping[str, Any]) -> None:
 def check_clear_of_host_routes(spec: LabSpec) -> None:
     """Explicit subnets of links to the host must not collide with the host's routes
     (this reads the host's routing table, so it is not part of `parse`)."""
-    from .addresses import host_networks
+    from ..topology.addresses import host_networks
 
     places = [(f"links[{link.entry}].{key}", getattr(link, key)) for link in spec.host_links()
               for key in ("subnet", "subnet6") if getattr(link, key)]
