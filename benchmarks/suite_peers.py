@@ -5,8 +5,8 @@ tool's row in a fresh process of its own interpreter (Mininet under
 Debian's python3, munet in its venv, pytest-netns in this one), takes
 turns in an order that rotates each round, and waits for the kernel to
 finish reaping namespaces before each run. The peers are installed by
-`benchmarks/peers/setup_peers.sh`, never as dependencies; a peer that is
-missing skips its rows with the reason. See `benchmarks/peers/README.md`
+`benchmarks/peers/setup_peers.sh` (which this suite runs first), never as
+dependencies; a peer that is missing skips its rows with the reason. See `benchmarks/peers/README.md`
 (the prototype's findings) for what each peer is made to do and why.
 
 Rows: a 2-node switch, built, pinged both ways and stopped, in a fresh
@@ -60,7 +60,15 @@ def _run_all(rows: str, tools: str, rounds: int, big_rounds: int) -> list[dict[s
         return records
 
 
+def _set_up_peers() -> None:
+    """Install the peers (idempotent; a peer that cannot be installed skips its rows)."""
+    done = subprocess.run(["sh", os.path.join(HERE, "setup_peers.sh")], capture_output=True,
+                          text=True, timeout=1800)
+    print("\n".join("    " + line for line in done.stdout.splitlines()), flush=True)
+
+
 def peers(ctx: Context) -> None:
+    _set_up_peers()
     quick = ctx.rounds < 10
     records = _run_all("pair", "pytest-netns,mininet,munet", 2 if quick else 5, 1)
     if not quick:
