@@ -369,17 +369,17 @@ class HostLink(Link):
         Deleting a veth waits ~20 ms for the kernel; taking its address
         away and renaming it does not, and a fixed subnet or host-side name
         can then be used again by the very next topology. A name the
-        session made up is never asked for again: it is kept, and the link
-        only loses its addresses (the subnet is free all the same).
+        session made up is never asked for again: it is kept (renaming is
+        the dear step), and the link only loses its addresses and goes down.
         """
         super().teardown(topo, janitor)
         host_end = self.ends[1]
         if not self._recorded(host(), host_end):
             return
         addresses = self._addresses(host_end)
-        tombstone = None if self.made_up_name else topo.session.ifname("x")
-        if tombstone and not _host_keeps_ipv6_on_down():  # going down removes IPv6 addresses
+        if not _host_keeps_ipv6_on_down():  # setting it down removes its IPv6 addresses
             addresses = [a for a in addresses if ":" not in a[0]]
+        tombstone = None if self.made_up_name else topo.session.ifname("x")
         index = host().netlink.retire(host_end.ifname, tombstone, addresses)
         if index is not None:
             janitor.delete_host_link(index)
