@@ -39,7 +39,7 @@ import stat
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from ..errors import NetnsError
 
@@ -112,21 +112,30 @@ def read_in_root(pid: int, path: str) -> str | None:
         os.close(root)
 
 
-def write_in_root(pid: int, path: str, text: str) -> None:
-    """Make `path` inside the filesystem of process `pid` a regular file holding `text`.
+def edit_in_root(pid: int, path: str, edit: Callable[[str | None], str]) -> None:
+    """Make `path` inside the filesystem of process `pid` a regular file holding
+    `edit(text)`, `text` being what it holds now (None when it is not a regular file
+    reachable without following a symlink).
 
-    An existing regular file is rewritten in place (it may be a bind mount,
-    such as the /etc/hosts Docker gives every container); a symlink or a
-    missing file is replaced by a new regular file in the same directory.
+    An existing regular file is read and rewritten through one descriptor, in
+    place (it may be a bind mount, such as the /etc/hosts Docker gives every
+    container), and only when its text changes; it is overwritten and then
+    cut to length, never emptied first: on ext4 a file truncated to nothing
+    is flushed to disk when closed, which made each edit cost about 0.3 ms.
+    A symlink or a missing file is replaced by a new regular file in the
+    same directory.
     """
     if not OPENAT2:
-        _helper(pid, path, text)
+        current = _helper(pid, path, None)
+        text = edit(current)
+        if text != current:
+            _helper(pid, path, text)
         return
     rel = path.lstrip("/")
     root = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         try:
-            fd = _reopen_regular(openat2(root, rel, os.O_PATH), os.O_WRONLY, path)
+            fd = _reopen_regular(openat2(root, rel, os.O_PATH), os.O_RDWR, path)
         except OSError as exc:
             if exc.errno == errno.ENOSYS:
                 raise NetnsError("this kernel has no openat2 (Linux 5.6 and later do)") \
@@ -134,11 +143,15 @@ def write_in_root(pid: int, path: str, text: str) -> None:
             if exc.errno not in (errno.ELOOP, errno.ENOENT):
                 raise
             _replace(openat2(root, os.path.dirname(rel) or ".", os.O_PATH | os.O_DIRECTORY),
-                     os.path.basename(rel), text)
+                     os.path.basename(rel), edit(None))
             return
-        with os.fdopen(fd, "w") as f:
-            f.truncate(0)
-            f.write(text)
+        with os.fdopen(fd, "r+") as f:
+            current = f.read()
+            text = edit(current)
+            if text != current:
+                f.seek(0)
+                f.write(text)
+                f.truncate()
     finally:
         os.close(root)
 

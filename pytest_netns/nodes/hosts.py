@@ -5,7 +5,7 @@ this module puts it where the node's processes read it, the same way on
 both backends:
 
 - a container's own /etc/hosts (the per-container file Docker mounts there)
-  is rewritten from the host with `kernel.mounts.write_in_root`, which never
+  is rewritten from the host with `kernel.mounts.edit_in_root`, which never
   follows a symlink, so an image cannot make the write land on a host file;
   images without any tools get their names too;
 - a namespace node gets a private file under /run/pytest-netns/hosts,
@@ -32,9 +32,8 @@ from collections.abc import Callable
 
 from ..kernel.mounts import (
     detach_private_nsfs,
+    edit_in_root,
     private_mount_namespace,
-    read_in_root,
-    write_in_root,
 )
 from ..kernel.netns import Netns
 from ..ownership import STATE_DIR
@@ -51,7 +50,7 @@ Edit = Callable[[str | None], str]
 
 def edit_container_hosts(pid: int, edit: Edit) -> None:
     """Apply `edit` to the /etc/hosts of the container whose init process is `pid`."""
-    write_in_root(pid, HOSTS, edit(read_in_root(pid, HOSTS)))
+    edit_in_root(pid, HOSTS, edit)
 
 
 class PrivateHosts:

@@ -269,10 +269,11 @@ class Constructor:
             e0, e1 = seg.ends
             a = self._end(e0.node, e0.ifname, e0.ip, e0.ip6)
             if e1.node == HOST:
+                made_up = e1.ifname is None
                 b = End(HOST, e1.ifname or topo.session.ifname("h"), e1.ip, e1.ip6)
                 link: Link = (NatUplink(seg.name, prefixlen, (a, b), str(seg.subnet),
-                                        seg.real_uplink, prefixlen6) if seg.nat_router
-                              else HostLink(seg.name, prefixlen, (a, b), prefixlen6))
+                                        seg.real_uplink, prefixlen6, made_up) if seg.nat_router
+                              else HostLink(seg.name, prefixlen, (a, b), prefixlen6, made_up))
             else:
                 link = NodeLink(seg.name, prefixlen,
                                 (a, self._end(e1.node, e1.ifname, e1.ip, e1.ip6)), prefixlen6)

@@ -334,6 +334,12 @@ class HostLink(Link):
 
     kind = "veth"
 
+    def __init__(self, segment: str, prefixlen: int, ends: tuple[End, ...],
+                 prefixlen6: int | None = None, made_up_name: bool = False) -> None:
+        super().__init__(segment, prefixlen, ends, prefixlen6)
+        #: the host end's name is one the session made up (unique): nobody asks for it again
+        self.made_up_name = made_up_name
+
     def create(self, topo: Topology) -> None:
         end, host_end = self.ends
         node = topo.nodes[end.node]
@@ -362,7 +368,9 @@ class HostLink(Link):
 
         Deleting a veth waits ~20 ms for the kernel; taking its address
         away and renaming it does not, and a fixed subnet or host-side name
-        can then be used again by the very next topology.
+        can then be used again by the very next topology. A name the
+        session made up is never asked for again: it is kept (renaming is
+        the dear step), and the link only loses its addresses and goes down.
         """
         super().teardown(topo, janitor)
         host_end = self.ends[1]
@@ -371,7 +379,8 @@ class HostLink(Link):
         addresses = self._addresses(host_end)
         if not _host_keeps_ipv6_on_down():  # setting it down removes its IPv6 addresses
             addresses = [a for a in addresses if ":" not in a[0]]
-        index = host().netlink.retire(host_end.ifname, topo.session.ifname("x"), addresses)
+        tombstone = None if self.made_up_name else topo.session.ifname("x")
+        index = host().netlink.retire(host_end.ifname, tombstone, addresses)
         if index is not None:
             janitor.delete_host_link(index)
 
@@ -395,8 +404,9 @@ class NatUplink(HostLink):
     """
 
     def __init__(self, segment: str, prefixlen: int, ends: tuple[End, ...], subnet: str,
-                 real_uplink: bool, prefixlen6: int | None = None) -> None:
-        super().__init__(segment, prefixlen, ends, prefixlen6)
+                 real_uplink: bool, prefixlen6: int | None = None,
+                 made_up_name: bool = False) -> None:
+        super().__init__(segment, prefixlen, ends, prefixlen6, made_up_name)
         self.subnet = subnet
         self.real_uplink = real_uplink
         self.uplink: UplinkChanges | None = None
