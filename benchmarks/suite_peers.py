@@ -6,8 +6,9 @@ Debian's python3, munet in its venv, pytest-netns in this one), takes
 turns in an order that rotates each round, and waits for the kernel to
 finish reaping namespaces before each run. The peers are installed by
 `benchmarks/peers/setup_peers.sh` (which this suite runs first), never as
-dependencies; a peer that is missing skips its rows with the reason. See `benchmarks/peers/README.md`
-(the prototype's findings) for what each peer is made to do and why.
+dependencies; a peer that is missing skips its rows with the reason. See
+`benchmarks/peers/README.md` (the prototype's findings) for what each peer is
+made to do and why.
 
 Rows: a 2-node switch, built, pinged both ways and stopped, in a fresh
 process (and again as the second topology of that process); 200 and 1000
