@@ -28,7 +28,7 @@ import tempfile
 from typing import Any
 
 from .context import Context
-from .harness import Row, Sample, compare
+from .harness import Row, Sample, compare, fmt_s
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers")
 TITLES = {
@@ -91,4 +91,11 @@ def peers(ctx: Context) -> None:
                 continue
             failed = sum(1 for r in recs if "error" in r)
             note = f"{len(theirs.times)} runs" + (f", {failed} failed" if failed else "")
+            if row == "pair":  # imports are timed apart for every tool: say what they took
+                imports = {who: Sample([r["import_s"] for r in group if "import_s" in r])
+                           for who, group in (("ours", by.get(("pytest-netns", row), [])),
+                                              ("theirs", recs))}
+                if all(sample.times for sample in imports.values()):
+                    note += (f"; imports, timed apart: ours {fmt_s(imports['ours'].median)}, "
+                             f"theirs {fmt_s(imports['theirs'].median)}")
             ctx.add(compare("peers", what, ours, theirs, TARGETS.get((tool, row)), note))
