@@ -10,11 +10,12 @@ hits both sides alike.
 from __future__ import annotations
 
 import gc
-import os
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from .peers.peer_common import settle as wait_for_reaping
 
 
 @dataclass
@@ -70,43 +71,14 @@ def interleave(
     return samples
 
 
-def netns_reaping() -> bool:
-    """True while a kernel worker runs the namespace cleanup work.
-
-    Deleting a namespace only drops its last reference; the kernel's
-    `cleanup_net` then destroys its devices in a kworker whose name ends in
-    `+netns` while it runs. It slows whatever runs next, so rounds wait.
-    """
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/comm") as f:
-                comm = f.read().strip()
-        except OSError:
-            continue
-        if comm.startswith("kworker") and comm.endswith("+netns"):
-            return True
-    return False
-
-
 def settle_kernel(limit: float = 60.0, quiet: float = 0.5) -> float:
     """Wait until the kernel has reaped dead namespaces (idle for `quiet` s); seconds waited.
 
-    Other users of the machine make namespaces too, so it gives up after `limit`.
+    The peers' runner waits the same way between runs (`peers/peer_common.settle`,
+    whose code this is); other users of the machine make namespaces too, so it
+    gives up after `limit`.
     """
-    started = time.perf_counter()
-    idle_since: float | None = None
-    while time.perf_counter() - started < limit:
-        now = time.perf_counter()
-        if netns_reaping():
-            idle_since = None
-        elif idle_since is None:
-            idle_since = now
-        elif now - idle_since >= quiet:
-            break
-        time.sleep(0.05)
-    return time.perf_counter() - started
+    return wait_for_reaping(limit, quiet)
 
 
 def fmt_s(seconds: float) -> str:
