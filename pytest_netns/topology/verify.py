@@ -133,6 +133,9 @@ def _probe(checks: Sequence[Check], topo: Topology) -> list[tuple[Check, str, Pr
 
     specs, of = [], []
     for check in checks:
+        # as a probe to a node does: a container that exited since its start still
+        # answers at its address (its namespace is pinned), so ask the node itself
+        _node(topo, check.dst).check_open("probe")
         seg = topo.segments[check.segment]
         for dst_ip in (seg.ip_of(check.dst), seg.ip6_of(check.dst)):  # each family it has
             if dst_ip:
