@@ -52,6 +52,7 @@ VETH_INFO_PEER = 1
 IFLA_BR_FORWARD_DELAY, IFLA_BR_STP_STATE, IFLA_BR_MCAST_SNOOPING = 1, 5, 23
 IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS = 1, 2, 8
 IFA_F_NODAD = 0x02
+IFA_F_TENTATIVE = 0x40
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 7, 15
 RT_TABLE_MAIN = 254
 RTPROT_BOOT, RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 3, 0, 253
@@ -310,6 +311,7 @@ class AddressInfo:
     address: str
     prefixlen: int
     family: int
+    tentative: bool = False  # IPv6: not usable yet (duplicate address detection pending)
 
 
 @dataclass(frozen=True)
@@ -352,10 +354,11 @@ def decode_link(body: bytes) -> LinkInfo:
 
 
 def decode_address(body: bytes) -> AddressInfo | None:
-    family, prefixlen, _flags, _scope, index = IFADDR.unpack_from(body)
+    family, prefixlen, flags, _scope, index = IFADDR.unpack_from(body)
     attrs = parse_attrs(body, IFADDR.size)
     address = _address(family, attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS))
-    return None if address is None else AddressInfo(index, address, prefixlen, family)
+    return None if address is None else AddressInfo(index, address, prefixlen, family,
+                                                     bool(flags & IFA_F_TENTATIVE))
 
 
 def decode_route(body: bytes) -> RouteInfo:

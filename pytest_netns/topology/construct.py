@@ -22,6 +22,8 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import socket
+import time
 from typing import TYPE_CHECKING
 
 from ..errors import InterfaceNameError
@@ -57,6 +59,9 @@ def kernel_has_ipv6() -> bool:
     """False on a kernel booted with ipv6.disable=1: no IPv6 sysctl to write at all."""
     return os.path.isdir(IPV6_SYSCTLS)
 
+
+#: how long a build waits for IPv6 addresses to leave their tentative state
+TENTATIVE_WAIT = 2.0
 
 #: ports a switch makes in one batch (three worker hops a batch)
 PORTS_AT_ONCE = 64
@@ -151,6 +156,25 @@ class Constructor:
             raise
         self._create_routes()
         self._publish_names()
+        if self.plan.ipv6:
+            self._wait_for_ipv6_addresses()
+
+    def _wait_for_ipv6_addresses(self) -> None:
+        """Return only once no address of a node is tentative.
+
+        Without DAD (see IPV6_ON) the kernel still clears a new address's
+        tentative flag from a work queue, and a link-local address appears
+        only when the link's carrier is seen; on a busy machine either can lag
+        the build by a few milliseconds, and a tentative address sends nothing.
+        """
+        deadline = time.monotonic() + TENTATIVE_WAIT
+        for node in self.topo.nodes.values():
+            while any(a.tentative for a in node.netlink.addresses(socket.AF_INET6)):
+                if time.monotonic() > deadline:
+                    log.warning("IPv6 addresses of %s still tentative after %.1f s",
+                                node.name, TENTATIVE_WAIT)
+                    return
+                time.sleep(0.001)
 
     # -- nodes ------------------------------------------------------------------
 
